@@ -1,0 +1,266 @@
+//! The public model type: a validated config plus its parameters.
+
+use rand::Rng;
+use recur_kernels::{kernels, Float, KernelChoice, Kernels};
+
+use crate::config::RnnConfig;
+use crate::dropout::DropoutMasks;
+use crate::engine;
+use crate::error::{NnError, Result};
+use crate::packed::Packing;
+use crate::params::{layout, LayerIndex, ParamBuffer};
+
+/// Memory layout of a padded batch of sequences.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// `[batch, time, features]` (PyTorch `batch_first=True`).
+    #[default]
+    BatchFirst,
+    /// `[time, batch, features]` (PyTorch's default).
+    TimeFirst,
+}
+
+/// A padded batch of sequences with optional per-sequence lengths.
+#[derive(Clone, Copy, Debug)]
+pub struct SeqBatch<'a, T> {
+    /// `[batch, time, features]` or `[time, batch, features]` depending on `layout`.
+    pub data: &'a [T],
+    /// Sequences in the batch.
+    pub batch: usize,
+    /// Padded length (time steps).
+    pub time: usize,
+    /// Features per step.
+    pub features: usize,
+    /// Layout of `data` (and of the output).
+    pub layout: Layout,
+    /// Real lengths, each in `1..=time`, in any order; `None` = all full length.
+    pub lengths: Option<&'a [usize]>,
+}
+
+impl<'a, T> SeqBatch<'a, T> {
+    /// A batch-first batch with every sequence at full length.
+    pub fn batch_first(data: &'a [T], batch: usize, time: usize, features: usize) -> Self {
+        SeqBatch {
+            data,
+            batch,
+            time,
+            features,
+            layout: Layout::BatchFirst,
+            lengths: None,
+        }
+    }
+
+    /// The same batch with per-sequence lengths.
+    pub fn with_lengths(self, lengths: &'a [usize]) -> Self {
+        SeqBatch {
+            lengths: Some(lengths),
+            ..self
+        }
+    }
+}
+
+/// Initial states (zeros when `None`). `h0` is `[layers·directions, batch, H_out]`, `c0` is
+/// `[layers·directions, batch, H]` (LSTM only); rows are `layer·D + direction`, as in PyTorch.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct State<'a, T> {
+    /// Initial hidden state.
+    pub h0: Option<&'a [T]>,
+    /// Initial cell state (LSTM).
+    pub c0: Option<&'a [T]>,
+}
+
+/// The result of a forward pass.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RnnOutput<T> {
+    /// The last layer's outputs in the input's layout, `[batch, time, D·H_out]` (or
+    /// time-first), forward direction first; zero at padded steps.
+    pub output: Vec<T>,
+    /// Final hidden states `[layers·D, batch, H_out]`: forward at each sequence's last real
+    /// step, reverse after step 0.
+    pub h_n: Vec<T>,
+    /// Final cell states `[layers·D, batch, H]` (LSTM only).
+    pub c_n: Option<Vec<T>>,
+}
+
+/// Everything the backward pass needs, recorded by [`Rnn::forward_train`].
+#[derive(Debug)]
+pub struct Tape<T> {
+    pub(crate) inner: engine::TapeInner<T>,
+}
+
+/// Options for [`Rnn::backward`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BackwardOptions {
+    /// Truncated BPTT: the gradient does not cross chunk boundaries at every multiple of `k`
+    /// time steps (between steps `t−1` and `t` when `t % k == 0`, in both directions). The
+    /// forward state is carried across them as usual. `None` = full BPTT.
+    pub truncate: Option<usize>,
+}
+
+/// Gradients of a scalar loss with respect to everything the forward pass read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gradients<T> {
+    /// Parameter gradients, same layout and names as [`Rnn::params`].
+    pub params: ParamBuffer<T>,
+    /// Input gradient in the input's layout (zero at padded steps).
+    pub input: Vec<T>,
+    /// `∂L/∂h0`, `[layers·D, batch, H_out]`.
+    pub h0: Vec<T>,
+    /// `∂L/∂c0`, `[layers·D, batch, H]` (LSTM only).
+    pub c0: Option<Vec<T>>,
+}
+
+/// A recurrent stack: validated config plus parameters (PyTorch names, one flat buffer).
+#[derive(Clone, Debug)]
+pub struct Rnn<T> {
+    cfg: RnnConfig,
+    params: ParamBuffer<T>,
+    index: Vec<LayerIndex>,
+    kernels: Kernels,
+}
+
+impl<T: Float> Rnn<T> {
+    /// A model with all parameters zero. Validates `cfg`.
+    pub fn zeros(cfg: RnnConfig) -> Result<Self> {
+        cfg.validate()?;
+        let (list, index) = layout(&cfg);
+        Ok(Rnn {
+            params: ParamBuffer::zeros(&list),
+            cfg,
+            index,
+            kernels: kernels(KernelChoice::Best),
+        })
+    }
+
+    /// A model with PyTorch's default initialization, `U(−1/√H, 1/√H)` for every parameter
+    /// (layer-norm gains start at 1 and their biases at 0), drawn from `rng`.
+    pub fn new(cfg: RnnConfig, rng: &mut impl Rng) -> Result<Self> {
+        let mut m = Self::zeros(cfg)?;
+        crate::init::Init::default().apply(&mut m, rng);
+        Ok(m)
+    }
+
+    /// Selects the kernel family used by this model (default: the best for this CPU).
+    pub fn set_kernels(&mut self, choice: KernelChoice) {
+        self.kernels = kernels(choice);
+    }
+
+    /// The kernel family in use.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    /// The validated config.
+    pub fn config(&self) -> &RnnConfig {
+        &self.cfg
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &ParamBuffer<T> {
+        &self.params
+    }
+
+    /// The parameters, mutable (for optimizers and loaders).
+    pub fn params_mut(&mut self) -> &mut ParamBuffer<T> {
+        &mut self.params
+    }
+
+    pub(crate) fn index(&self) -> &[LayerIndex] {
+        &self.index
+    }
+
+    /// The same model in another float type.
+    pub fn cast<U: Float>(&self) -> Rnn<U> {
+        Rnn {
+            cfg: self.cfg.clone(),
+            params: self.params.cast(),
+            index: self.index.clone(),
+            kernels: self.kernels,
+        }
+    }
+
+    /// Inference forward pass (no dropout, nothing recorded).
+    pub fn forward(&self, x: &SeqBatch<'_, T>, state: &State<'_, T>) -> Result<RnnOutput<T>> {
+        let packing = self.check(x, state)?;
+        Ok(engine::forward(self, x, &packing, state, None, false).0)
+    }
+
+    /// Training forward pass: applies `masks` (see [`Rnn::sample_masks`]; `None` = no dropout)
+    /// and records a [`Tape`] for [`Rnn::backward`].
+    pub fn forward_train(
+        &self,
+        x: &SeqBatch<'_, T>,
+        state: &State<'_, T>,
+        masks: Option<&DropoutMasks<T>>,
+    ) -> Result<(RnnOutput<T>, Tape<T>)> {
+        let packing = self.check(x, state)?;
+        if let Some(m) = masks {
+            m.check(&self.cfg, x.batch, x.time)?;
+        }
+        let (out, tape) = engine::forward(self, x, &packing, state, masks, true);
+        Ok((
+            out,
+            Tape {
+                inner: tape.expect("training forward records a tape"),
+            },
+        ))
+    }
+
+    /// Draws dropout masks for a batch of `batch` sequences of padded length `time`, following
+    /// the config's `dropout`, `input_dropout` and `recurrent_dropout`.
+    pub fn sample_masks(&self, batch: usize, time: usize, rng: &mut impl Rng) -> DropoutMasks<T> {
+        DropoutMasks::sample(&self.cfg, batch, time, rng)
+    }
+
+    /// Backpropagation through time. `d_output` has the output's shape and layout; `d_hn` and
+    /// `d_cn` (optional) the shapes of `h_n` and `c_n`.
+    pub fn backward(
+        &self,
+        tape: &Tape<T>,
+        d_output: &[T],
+        d_hn: Option<&[T]>,
+        d_cn: Option<&[T]>,
+        opts: BackwardOptions,
+    ) -> Result<Gradients<T>> {
+        engine::backward(self, &tape.inner, d_output, d_hn, d_cn, opts)
+    }
+
+    fn check(&self, x: &SeqBatch<'_, T>, state: &State<'_, T>) -> Result<Packing> {
+        let cfg = &self.cfg;
+        let shape = |name: &str, got: usize, expected: Vec<usize>| {
+            if got == expected.iter().product::<usize>() {
+                Ok(())
+            } else {
+                Err(NnError::Shape {
+                    name: name.into(),
+                    got: vec![got],
+                    expected,
+                })
+            }
+        };
+        if x.features != cfg.input_size {
+            return Err(NnError::Shape {
+                name: "input".into(),
+                got: vec![x.batch, x.time, x.features],
+                expected: vec![x.batch, x.time, cfg.input_size],
+            });
+        }
+        if x.batch == 0 || x.time == 0 {
+            return Err(NnError::Invalid(format!(
+                "input must have batch ≥ 1 and time ≥ 1, got {}x{}",
+                x.batch, x.time
+            )));
+        }
+        shape("input", x.data.len(), vec![x.batch, x.time, x.features])?;
+        let ld = cfg.num_layers * cfg.directions();
+        if let Some(h0) = state.h0 {
+            shape("h0", h0.len(), vec![ld, x.batch, cfg.h_out()])?;
+        }
+        match (state.c0, cfg.has_cell_state()) {
+            (Some(c0), true) => shape("c0", c0.len(), vec![ld, x.batch, cfg.hidden_size])?,
+            (Some(_), false) => return Err(NnError::Invalid("c0 is only accepted by LSTM models".into())),
+            _ => {}
+        }
+        Packing::new(x.batch, x.time, x.lengths)
+    }
+}
