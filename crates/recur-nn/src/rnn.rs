@@ -1,7 +1,9 @@
 //! The public model type: a validated config plus its parameters.
 
 use rand::Rng;
-use recur_kernels::{kernels, Float, KernelChoice, Kernels};
+use std::sync::OnceLock;
+
+use recur_kernels::{kernels, Float, KernelChoice, Kernels, PackedGemv};
 
 use crate::config::RnnConfig;
 use crate::dropout::DropoutMasks;
@@ -117,6 +119,9 @@ pub struct Rnn<T> {
     params: ParamBuffer<T>,
     index: Vec<LayerIndex>,
     kernels: Kernels,
+    /// `weight_hh` of each layer-direction packed for the batch-1 GEMV; built on first use,
+    /// dropped whenever the parameters or the kernel family may change.
+    packed_hh: OnceLock<Vec<PackedGemv<T>>>,
 }
 
 impl<T: Float> Rnn<T> {
@@ -129,6 +134,7 @@ impl<T: Float> Rnn<T> {
             cfg,
             index,
             kernels: kernels(KernelChoice::Best),
+            packed_hh: OnceLock::new(),
         })
     }
 
@@ -143,6 +149,7 @@ impl<T: Float> Rnn<T> {
     /// Selects the kernel family used by this model (default: the best for this CPU).
     pub fn set_kernels(&mut self, choice: KernelChoice) {
         self.kernels = kernels(choice);
+        self.packed_hh = OnceLock::new();
     }
 
     /// The kernel family in use.
@@ -162,7 +169,22 @@ impl<T: Float> Rnn<T> {
 
     /// The parameters, mutable (for optimizers and loaders).
     pub fn params_mut(&mut self) -> &mut ParamBuffer<T> {
+        self.packed_hh = OnceLock::new();
         &mut self.params
+    }
+
+    /// `weight_hh` of every layer-direction, packed for the batch-1 recurrent GEMV.
+    pub(crate) fn packed_hh(&self) -> &[PackedGemv<T>] {
+        self.packed_hh.get_or_init(|| {
+            let g = self.cfg.cell.gates() * self.cfg.hidden_size;
+            self.index
+                .iter()
+                .map(|li| {
+                    self.kernels
+                        .pack_gemv(self.params.at(&self.params.specs()[li.w_hh]), g, self.cfg.h_out())
+                })
+                .collect()
+        })
     }
 
     pub(crate) fn index(&self) -> &[LayerIndex] {
@@ -176,6 +198,7 @@ impl<T: Float> Rnn<T> {
             params: self.params.cast(),
             index: self.index.clone(),
             kernels: self.kernels,
+            packed_hh: OnceLock::new(),
         }
     }
 

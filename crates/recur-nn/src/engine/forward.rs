@@ -1,6 +1,6 @@
 //! Forward pass.
 
-use recur_kernels::{reference, Float, Kernels};
+use recur_kernels::{reference, Accum, Float, Kernels, PackedGemv};
 
 use super::{linear, mul, mul_in_place, steps, Dims, DirTape, DirWeights, LayerTape, TapeInner};
 use crate::config::CellKind;
@@ -72,6 +72,7 @@ pub(crate) fn forward<T: Float>(
                 dims,
                 pk,
                 w,
+                packed: &m.packed_hh()[ld],
                 train,
                 eps: T::of(cfg.layer_norm_eps),
             };
@@ -131,11 +132,29 @@ struct DirRun<'a, T> {
     dims: Dims,
     pk: &'a Packing,
     w: DirWeights<'a, T>,
+    packed: &'a PackedGemv<T>,
     train: bool,
     eps: T,
 }
 
+/// Up to this many active rows, the recurrent projection runs as packed GEMVs (one pass over
+/// `W_hh` per row, no packing per call); above it, as one GEMM.
+const GEMV_ROWS: usize = 4;
+
 impl<T: Float> DirRun<'_, T> {
+    /// The recurrent projection `gh[n, G·H] = h[n, H_out] · W_hhᵀ (+ bias)`.
+    fn recurrent(&self, hin: &[T], n: usize, bias: Option<&[T]>, gh: &mut [T]) {
+        let Dims { h_out, g, .. } = self.dims;
+        if n > GEMV_ROWS {
+            return linear(self.k, hin, n, h_out, self.w.w_hh, g, bias, gh);
+        }
+        let accum = if bias.is_some() { Accum::Add } else { Accum::Replace };
+        reference::broadcast_rows(n, bias, &mut gh[..n * g]);
+        for (x, y) in hin.chunks_exact(h_out).zip(gh.chunks_exact_mut(g)).take(n) {
+            self.k.gemv(self.packed, x, y, accum);
+        }
+    }
+
     /// Runs the time loop. `h` / `c` hold the initial states (sorted order) on entry and the
     /// final states on return. Fills `tape.ys` always and the rest of `tape` when training.
     fn run(&mut self, dir: usize, x: &[T], hs: &mut [T], cs: &mut [T], tape: &mut DirTape<T>) {
@@ -218,19 +237,19 @@ impl<T: Float> DirRun<'_, T> {
             let ys = &mut tape.ys[off * h_out..(off + n) * h_out];
             match self.cell {
                 CellKind::RnnTanh | CellKind::RnnRelu => {
-                    linear(self.k, hin, n, h_out, self.w.w_hh, g, self.w.b_hh, &mut gh);
+                    self.recurrent(hin, n, self.w.b_hh, &mut gh);
                     self.k
                         .rnn_fwd(n, hd, gi_t, &gh[..n * g], self.cell == CellKind::RnnRelu, ys);
                 }
                 CellKind::Gru => {
-                    linear(self.k, hin, n, h_out, self.w.w_hh, g, self.w.b_hh, &mut gh);
+                    self.recurrent(hin, n, self.w.b_hh, &mut gh);
                     let cache = &mut tape.cache[r * cache_w..(r + n) * cache_w];
                     self.k.gru_fwd(n, hd, gi_t, &gh[..n * g], &hs[..n * h_out], ys, cache);
                 }
                 CellKind::Lstm => {
                     let a = &mut tape.cache[r * g..(r + n) * g];
                     if let Some(p) = ln {
-                        linear(self.k, hin, n, h_out, self.w.w_hh, g, None, &mut gh);
+                        self.recurrent(hin, n, None, &mut gh);
                         let (xh, rs) = (&mut tape.ln_hh.0[r * g..(r + n) * g], &mut tape.ln_hh.1[r..r + n]);
                         reference::layernorm_fwd(n, g, &gh, p[2], p[3], self.eps, &mut gh_ln, xh, rs);
                         a.copy_from_slice(&gh_ln[..n * g]);
@@ -239,7 +258,7 @@ impl<T: Float> DirRun<'_, T> {
                                 .for_each(|row| row.iter_mut().zip(bias).for_each(|(v, &bb)| *v += bb));
                         }
                     } else {
-                        linear(self.k, hin, n, h_out, self.w.w_hh, g, self.w.b_hh, a);
+                        self.recurrent(hin, n, self.w.b_hh, a);
                     }
                     a.iter_mut().zip(gi_t).for_each(|(v, &x)| *v += x);
                     let c_out = &mut tape.c[r * hd..(r + n) * hd];

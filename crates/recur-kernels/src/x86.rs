@@ -1,0 +1,285 @@
+//! x86-64 AVX2+FMA kernels for `f32`.
+//!
+//! Every public function here is safe to call on any CPU: it asserts [`has_avx2_fma`] (a
+//! cached flag read, negligible next to the kernel) before entering `#[target_feature]` code.
+//! The dispatch table only routes here after the same check.
+//!
+//! Gate epilogues process each row in chunks of 8 lanes; the last `h mod 8` lanes go through
+//! the same vector code on a zero-padded stack copy, so tails compute bit-identical values to
+//! full chunks. The epilogues evaluate in PyTorch's order with separate multiply and add (no
+//! FMA contraction) so that, transcendentals aside, they round exactly like PyTorch and the
+//! reference kernels; see [`math`] for the transcendentals.
+
+use std::arch::x86_64::*;
+
+use crate::gates::*;
+
+mod gemv;
+pub mod math;
+
+pub use gemv::gemv_panel8;
+
+/// Whether this CPU supports AVX2 and FMA (checked at run time, cached by `std`).
+pub fn has_avx2_fma() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+#[track_caller]
+fn require_avx2_fma() {
+    assert!(has_avx2_fma(), "recur_kernels::x86 called on a CPU without AVX2+FMA");
+}
+
+/// Loads `s[i..i + w]` (`w ≤ 8`) into the low lanes, zeros elsewhere.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn ld(s: &[f32], i: usize, w: usize) -> __m256 {
+    if w == 8 {
+        let c = &s[i..i + 8];
+        // SAFETY: `c` holds exactly 8 readable `f32`s.
+        unsafe { _mm256_loadu_ps(c.as_ptr()) }
+    } else {
+        let mut buf = [0.0f32; 8];
+        buf[..w].copy_from_slice(&s[i..i + w]);
+        // SAFETY: `buf` holds exactly 8 readable `f32`s.
+        unsafe { _mm256_loadu_ps(buf.as_ptr()) }
+    }
+}
+
+/// Stores the low `w ≤ 8` lanes of `v` into `s[i..i + w]`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn st(s: &mut [f32], i: usize, w: usize, v: __m256) {
+    if w == 8 {
+        let c = &mut s[i..i + 8];
+        // SAFETY: `c` holds exactly 8 writable `f32`s.
+        unsafe { _mm256_storeu_ps(c.as_mut_ptr(), v) }
+    } else {
+        let mut buf = [0.0f32; 8];
+        // SAFETY: `buf` holds exactly 8 writable `f32`s.
+        unsafe { _mm256_storeu_ps(buf.as_mut_ptr(), v) }
+        s[i..i + w].copy_from_slice(&buf[..w]);
+    }
+}
+
+/// Calls `f(j, w)` for the 8-lane chunks `j = 0, 8, …` of a row of width `h`, the last one
+/// with `w = h mod 8` lanes when `h` is not a multiple of 8.
+#[inline(always)]
+fn chunks(h: usize, mut f: impl FnMut(usize, usize)) {
+    let full = h / 8 * 8;
+    for j in (0..full).step_by(8) {
+        f(j, 8);
+    }
+    if full < h {
+        f(full, h - full);
+    }
+}
+
+macro_rules! map_inplace {
+    ($(#[$doc:meta])* $name:ident, $avx:ident, $f:path) => {
+        $(#[$doc])*
+        ///
+        /// # Panics
+        /// When the CPU lacks AVX2+FMA.
+        #[track_caller]
+        pub fn $name(x: &mut [f32]) {
+            require_avx2_fma();
+            // SAFETY: AVX2 and FMA are present (checked above).
+            unsafe { $avx(x) }
+        }
+
+        #[target_feature(enable = "avx2,fma")]
+        fn $avx(x: &mut [f32]) {
+            chunks(x.len(), #[inline(always)] |j, w| st(x, j, w, $f(ld(x, j, w))));
+        }
+    };
+}
+
+map_inplace!(
+    /// Applies [`math::exp`] to every element of `x` in place.
+    exp_inplace, exp_avx2, math::exp
+);
+map_inplace!(
+    /// Applies [`math::sigmoid`] to every element of `x` in place.
+    sigmoid_inplace, sigmoid_avx2, math::sigmoid
+);
+map_inplace!(
+    /// Applies [`math::tanh`] to every element of `x` in place.
+    tanh_inplace, tanh_avx2, math::tanh
+);
+
+/// See [`crate::reference::rnn_fwd`].
+///
+/// # Panics
+/// On short slices, or when the CPU lacks AVX2+FMA.
+#[track_caller]
+pub fn rnn_fwd(n: usize, h: usize, gi: &[f32], gh: &[f32], relu: bool, h_out: &mut [f32]) {
+    let m = n * h;
+    assert!(gi.len() >= m && gh.len() >= m && h_out.len() >= m, "rnn_fwd: shapes");
+    require_avx2_fma();
+    // SAFETY: AVX2 and FMA are present (checked above).
+    unsafe { rnn_fwd_avx2(m, gi, gh, relu, h_out) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn rnn_fwd_avx2(m: usize, gi: &[f32], gh: &[f32], relu: bool, h_out: &mut [f32]) {
+    chunks(m, #[inline(always)] |j, w| {
+        let a = _mm256_add_ps(ld(gh, j, w), ld(gi, j, w));
+        let y = if relu { relu8(a) } else { math::tanh(a) };
+        st(h_out, j, w, y);
+    });
+}
+
+/// `max(a, 0)`, mapping NaN to 0 like the reference's `f32::max` (`vmaxps` returns its
+/// second operand when either is NaN).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn relu8(a: __m256) -> __m256 {
+    _mm256_max_ps(a, _mm256_setzero_ps())
+}
+
+/// See [`crate::reference::gru_fwd`] (PyTorch's evaluation order: `r = σ(gh_r + gi_r)`,
+/// `z = σ(gh_z + gi_z)`, `n = tanh(gi_n + gh_n·r)`, `h' = (h_prev − n)·z + n`; cache
+/// `r | z | n | gh_n`).
+///
+/// # Panics
+/// On short slices, or when the CPU lacks AVX2+FMA.
+#[track_caller]
+pub fn gru_fwd(n: usize, h: usize, gi: &[f32], gh: &[f32], h_prev: &[f32], h_out: &mut [f32], cache: &mut [f32]) {
+    let g = GRU_GATES * h;
+    let cw = GRU_CACHE * h;
+    assert!(gi.len() >= n * g && gh.len() >= n * g, "gru_fwd: gate shapes");
+    assert!(
+        h_prev.len() >= n * h && h_out.len() >= n * h && cache.len() >= n * cw,
+        "gru_fwd: state shapes"
+    );
+    require_avx2_fma();
+    for b in 0..n {
+        let (gi, gh) = (&gi[b * g..(b + 1) * g], &gh[b * g..(b + 1) * g]);
+        let (hp, ho) = (&h_prev[b * h..(b + 1) * h], &mut h_out[b * h..(b + 1) * h]);
+        // SAFETY: AVX2 and FMA are present (checked above).
+        unsafe { gru_fwd_row(h, gi, gh, hp, ho, &mut cache[b * cw..(b + 1) * cw]) }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn gru_fwd_row(h: usize, gi: &[f32], gh: &[f32], hp: &[f32], ho: &mut [f32], c: &mut [f32]) {
+    let (ir, iz, in_) = (GRU_R * h, GRU_Z * h, GRU_N * h);
+    chunks(h, #[inline(always)] |j, w| {
+        let r = math::sigmoid(_mm256_add_ps(ld(gh, ir + j, w), ld(gi, ir + j, w)));
+        let z = math::sigmoid(_mm256_add_ps(ld(gh, iz + j, w), ld(gi, iz + j, w)));
+        let ghn = ld(gh, in_ + j, w);
+        let nn = math::tanh(_mm256_add_ps(ld(gi, in_ + j, w), _mm256_mul_ps(ghn, r)));
+        let y = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(ld(hp, j, w), nn), z), nn);
+        st(ho, j, w, y);
+        st(c, ir + j, w, r);
+        st(c, iz + j, w, z);
+        st(c, in_ + j, w, nn);
+        st(c, 3 * h + j, w, ghn);
+    });
+}
+
+/// See [`crate::reference::gru_bwd`].
+///
+/// # Panics
+/// On short slices, or when the CPU lacks AVX2+FMA.
+#[allow(clippy::too_many_arguments)]
+#[track_caller]
+pub fn gru_bwd(
+    n: usize,
+    h: usize,
+    cache: &[f32],
+    h_prev: &[f32],
+    dh: &[f32],
+    dgi: &mut [f32],
+    dgh: &mut [f32],
+    dh_prev: &mut [f32],
+) {
+    let g = GRU_GATES * h;
+    let cw = GRU_CACHE * h;
+    assert!(
+        cache.len() >= n * cw && dgi.len() >= n * g && dgh.len() >= n * g,
+        "gru_bwd: gate shapes"
+    );
+    assert!(
+        h_prev.len() >= n * h && dh.len() >= n * h && dh_prev.len() >= n * h,
+        "gru_bwd: state shapes"
+    );
+    require_avx2_fma();
+    for b in 0..n {
+        let rows = (b * h..(b + 1) * h, b * g..(b + 1) * g);
+        let (dgi, dgh) = (&mut dgi[rows.1.clone()], &mut dgh[rows.1]);
+        let c = &cache[b * cw..(b + 1) * cw];
+        // SAFETY: AVX2 and FMA are present (checked above).
+        unsafe {
+            gru_bwd_row(
+                h,
+                c,
+                &h_prev[rows.0.clone()],
+                &dh[rows.0.clone()],
+                dgi,
+                dgh,
+                &mut dh_prev[rows.0],
+            )
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn gru_bwd_row(h: usize, c: &[f32], hp: &[f32], dh: &[f32], dgi: &mut [f32], dgh: &mut [f32], dhp: &mut [f32]) {
+    let one = _mm256_set1_ps(1.0);
+    let (ir, iz, in_) = (GRU_R * h, GRU_Z * h, GRU_N * h);
+    chunks(h, #[inline(always)] |j, w| {
+        let (r, z, nn, ghn) = (ld(c, j, w), ld(c, h + j, w), ld(c, 2 * h + j, w), ld(c, 3 * h + j, w));
+        let d = ld(dh, j, w);
+        let mul = |a, b| _mm256_mul_ps(a, b);
+        let dn = mul(mul(d, _mm256_sub_ps(one, z)), _mm256_sub_ps(one, mul(nn, nn)));
+        let dz = mul(mul(mul(d, _mm256_sub_ps(ld(hp, j, w), nn)), z), _mm256_sub_ps(one, z));
+        let dr = mul(mul(mul(dn, ghn), r), _mm256_sub_ps(one, r));
+        st(dgi, ir + j, w, dr);
+        st(dgh, ir + j, w, dr);
+        st(dgi, iz + j, w, dz);
+        st(dgh, iz + j, w, dz);
+        st(dgi, in_ + j, w, dn);
+        st(dgh, in_ + j, w, mul(dn, r));
+        st(dhp, j, w, mul(d, z));
+    });
+}
+
+/// Fused LSTM step without peepholes: [`crate::reference::lstm_cell_fwd`] then
+/// [`crate::reference::lstm_hidden_fwd`] on `c_out`. `a` (`[n, 4h]`, `i | f | g | o`) holds
+/// `gi + gh` on entry and the activated gates on return; writes `c_out` and `h_out`
+/// (`[n, h]`).
+///
+/// # Panics
+/// On short slices, or when the CPU lacks AVX2+FMA.
+#[track_caller]
+pub fn lstm_fwd(n: usize, h: usize, a: &mut [f32], c_prev: &[f32], c_out: &mut [f32], h_out: &mut [f32]) {
+    let g4 = LSTM_GATES * h;
+    assert!(a.len() >= n * g4 && c_prev.len() >= n * h, "lstm_fwd: input shapes");
+    assert!(c_out.len() >= n * h && h_out.len() >= n * h, "lstm_fwd: output shapes");
+    require_avx2_fma();
+    for b in 0..n {
+        let s = b * h..(b + 1) * h;
+        let (cp, co, ho) = (&c_prev[s.clone()], &mut c_out[s.clone()], &mut h_out[s]);
+        // SAFETY: AVX2 and FMA are present (checked above).
+        unsafe { lstm_fwd_row(h, &mut a[b * g4..(b + 1) * g4], cp, co, ho) }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn lstm_fwd_row(h: usize, a: &mut [f32], cp: &[f32], co: &mut [f32], ho: &mut [f32]) {
+    let (ii, i_f, ig, io) = (LSTM_I * h, LSTM_F * h, LSTM_G * h, LSTM_O * h);
+    chunks(h, #[inline(always)] |j, w| {
+        let i = math::sigmoid(ld(a, ii + j, w));
+        let f = math::sigmoid(ld(a, i_f + j, w));
+        let g = math::tanh(ld(a, ig + j, w));
+        let o = math::sigmoid(ld(a, io + j, w));
+        let c = _mm256_add_ps(_mm256_mul_ps(f, ld(cp, j, w)), _mm256_mul_ps(i, g));
+        st(a, ii + j, w, i);
+        st(a, i_f + j, w, f);
+        st(a, ig + j, w, g);
+        st(a, io + j, w, o);
+        st(co, j, w, c);
+        st(ho, j, w, _mm256_mul_ps(o, math::tanh(c)));
+    });
+}
