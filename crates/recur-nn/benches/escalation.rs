@@ -5,7 +5,7 @@
 //!
 //! Run: `cargo bench -p recur-nn --bench escalation`.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use recur_nn::init::normal;
@@ -69,6 +69,7 @@ fn train(c: &mut Criterion) {
     let mut g = c.benchmark_group("train");
     g.throughput(Throughput::Elements(events as u64));
     g.sample_size(10);
+    eprintln!("train_bigru2_b64_packed: {events} events in a batch of {b}, longest {t}");
     g.bench_function("train_bigru2_b64_packed", |bch| {
         bch.iter(|| {
             let xb = SeqBatch::batch_first(&x, b, t, 64).with_lengths(&lengths);

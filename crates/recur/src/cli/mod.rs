@@ -1,0 +1,39 @@
+//! Command-line definition: one module per subcommand, each with its clap `Args`, a validated
+//! `Plan` built from them, and `run`.
+
+mod import_torch;
+mod run;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// recur: fast RNN/LSTM/GRU models on the CPU, numerically matching PyTorch.
+#[derive(Debug, Parser)]
+#[command(name = "recur", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import a PyTorch nn.RNN / nn.LSTM / nn.GRU state_dict saved with safetensors into a
+    /// recur model directory.
+    ImportTorch(import_torch::Args),
+    /// Run a model on a batch of sequences stored as .npy files.
+    Run(run::Args),
+}
+
+impl Command {
+    /// Validates the arguments into a plan and runs it; human-readable output goes to `out`.
+    pub fn run(self, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::ImportTorch(args) => import_torch::Plan::try_from(args)?.run(out),
+            Command::Run(args) => run::Plan::try_from(args)?.run(out),
+        }
+    }
+}
