@@ -7,6 +7,7 @@
 //! * `gemv_h128_4h`: the same for an LSTM, 512×128.
 //! * `gru_fwd_h128_b1`, `lstm_fwd_h128_b1`, `gru_bwd_h128_b1`: the fused gate epilogues.
 //! * `gru_step_h128_b1`: one full recurrent GRU step, GEMV (bias via `Accum::Add`) + epilogue.
+//! * `exp_1024`, `sigmoid_1024`, `tanh_1024`: the activations alone (copy-in included).
 
 use std::hint::black_box;
 
@@ -99,5 +100,31 @@ fn gru_step(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, gemv, gates, gru_step);
+fn activations(c: &mut Criterion) {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let x: Vec<f32> = rand_vec(&mut rng, 1024).iter().map(|v| v * 8.0).collect();
+    let mut y = x.clone();
+    for (k, suffix) in families() {
+        c.bench_function(&format!("exp_1024{suffix}"), |b| {
+            b.iter(|| {
+                y.copy_from_slice(&x);
+                k.exp(black_box(&mut y))
+            })
+        });
+        c.bench_function(&format!("sigmoid_1024{suffix}"), |b| {
+            b.iter(|| {
+                y.copy_from_slice(&x);
+                k.sigmoid(black_box(&mut y))
+            })
+        });
+        c.bench_function(&format!("tanh_1024{suffix}"), |b| {
+            b.iter(|| {
+                y.copy_from_slice(&x);
+                k.tanh(black_box(&mut y))
+            })
+        });
+    }
+}
+
+criterion_group!(benches, gemv, gates, gru_step, activations);
 criterion_main!(benches);

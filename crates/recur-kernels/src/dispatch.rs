@@ -123,6 +123,7 @@ impl Kernels {
     }
 
     /// GRU step; see [`reference::gru_fwd`].
+    #[allow(clippy::too_many_arguments)]
     #[track_caller]
     pub fn gru_fwd<T: Float>(
         &self,

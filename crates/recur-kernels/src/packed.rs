@@ -16,8 +16,11 @@ pub enum GemvLayout {
     /// A plain row-major copy: `W[i, k]` at `i · cols + k`. Used by the reference family, for
     /// `f64`, and on CPUs without AVX2.
     RowMajor,
-    /// Panels of 8 rows interleaved by column: `W[8p + i, k]` at `(p · cols + k) · 8 + i`,
-    /// the last panel zero-padded to 8 rows. Used by the AVX2+FMA `f32` kernel.
+    /// Panels of 8 rows (the last one zero-padded), grouped 8 panels (64 rows) at a time and
+    /// interleaved by column inside each group, so that one group is a single contiguous
+    /// stream: with `g = i / 64`, `q = (i / 8) mod 8`, and `P` the number of panels in group
+    /// `g` (8, or fewer in the last group), `W[i, k]` sits at
+    /// `g · 64 · cols + (k · P + q) · 8 + i mod 8`. Used by the AVX2+FMA `f32` kernel.
     Panel8,
 }
 
@@ -69,11 +72,7 @@ impl<T: Float> PackedGemv<T> {
         let data = p.as_mut_slice();
         for (i, row) in w.chunks_exact(cols.max(1)).take(rows).enumerate() {
             for (k, &v) in row.iter().enumerate() {
-                let at = match layout {
-                    GemvLayout::RowMajor => i * cols + k,
-                    GemvLayout::Panel8 => ((i / 8) * cols + k) * 8 + i % 8,
-                };
-                data[at] = v;
+                data[index(layout, rows, cols, i, k)] = v;
             }
         }
         p
@@ -108,6 +107,19 @@ impl<T: Float> PackedGemv<T> {
     }
 }
 
+/// Position of `W[i, k]` in the packed buffer (see [`GemvLayout`]).
+#[inline(always)]
+fn index(layout: GemvLayout, rows: usize, cols: usize, i: usize, k: usize) -> usize {
+    match layout {
+        GemvLayout::RowMajor => i * cols + k,
+        GemvLayout::Panel8 => {
+            let (g, q) = (i / 64, (i / 8) % 8);
+            let group_panels = (rows.div_ceil(8) - 8 * g).min(8);
+            g * 64 * cols + (k * group_panels + q) * 8 + i % 8
+        }
+    }
+}
+
 /// Checks the shape contract of a GEMV call.
 #[track_caller]
 pub(crate) fn check_gemv<T>(p: &PackedGemv<T>, x: &[T], y: &[T]) {
@@ -127,7 +139,7 @@ pub(crate) fn check_gemv<T>(p: &PackedGemv<T>, x: &[T], y: &[T]) {
     );
 }
 
-/// `y[..rows] (=|+=) W · x[..cols]` by plain loops over either layout, summing each row in
+/// `y[..rows] (=|+=) W · x[..cols]` by a plain loop over either layout, summing each row in
 /// column order in `T` (for `RowMajor` this is the reference GEMV).
 ///
 /// # Panics
@@ -135,29 +147,20 @@ pub(crate) fn check_gemv<T>(p: &PackedGemv<T>, x: &[T], y: &[T]) {
 #[track_caller]
 pub fn gemv_portable<T: Float>(p: &PackedGemv<T>, x: &[T], y: &mut [T], accum: Accum) {
     check_gemv(p, x, y);
-    let (cols, data) = (p.cols, p.as_slice());
-    let put = |d: &mut T, s: T| match accum {
-        Accum::Replace => *d = s,
-        Accum::Add => *d += s,
-    };
-    match p.layout {
-        GemvLayout::RowMajor => {
-            for (i, d) in y[..p.rows].iter_mut().enumerate() {
-                let row = &data[i * cols..(i + 1) * cols];
-                put(d, row.iter().zip(x).fold(T::zero(), |s, (&w, &v)| s + w * v));
+    let (data, cols) = (p.as_slice(), p.cols);
+    for (i, d) in y[..p.rows].iter_mut().enumerate() {
+        let s = match p.layout {
+            GemvLayout::RowMajor => data[i * cols..(i + 1) * cols]
+                .iter()
+                .zip(x)
+                .fold(T::zero(), |s, (&w, &v)| s + w * v),
+            GemvLayout::Panel8 => {
+                (0..cols).fold(T::zero(), |s, k| s + data[index(p.layout, p.rows, cols, i, k)] * x[k])
             }
-        }
-        GemvLayout::Panel8 => {
-            for (pi, yp) in y[..p.rows].chunks_mut(8).enumerate() {
-                let panel = &data[pi * cols * 8..(pi + 1) * cols * 8];
-                let mut acc = [T::zero(); 8];
-                for (lane, &v) in panel.chunks_exact(8).zip(x) {
-                    for (s, &w) in acc.iter_mut().zip(lane) {
-                        *s += w * v;
-                    }
-                }
-                yp.iter_mut().zip(acc).for_each(|(d, s)| put(d, s));
-            }
+        };
+        match accum {
+            Accum::Replace => *d = s,
+            Accum::Add => *d += s,
         }
     }
 }

@@ -110,6 +110,16 @@ pub fn sum_rows<T: Float>(n: usize, w: usize, src: &[T], dst: &mut [T]) {
     }
 }
 
+/// `max(x, 0)` with NaN propagated (PyTorch's `relu`).
+#[inline(always)]
+pub fn relu<T: Float>(x: T) -> T {
+    if x.is_nan() || x > T::zero() {
+        x
+    } else {
+        T::zero()
+    }
+}
+
 /// Elman RNN step: `h_out = act(gi + gh)`, with `act = relu` when `relu` else `tanh`.
 /// `gi`, `gh`, `h_out`: `[n, h]`.
 #[track_caller]
@@ -118,7 +128,7 @@ pub fn rnn_fwd<T: Float>(n: usize, h: usize, gi: &[T], gh: &[T], relu: bool, h_o
     assert!(gi.len() >= m && gh.len() >= m && h_out.len() >= m, "rnn_fwd: shapes");
     for k in 0..m {
         let a = gh[k] + gi[k];
-        h_out[k] = if relu { a.max(T::zero()) } else { a.tanh() };
+        h_out[k] = if relu { self::relu(a) } else { a.tanh() };
     }
 }
 
@@ -178,6 +188,7 @@ pub fn gru_fwd<T: Float>(n: usize, h: usize, gi: &[T], gh: &[T], h_prev: &[T], h
 /// pre-activation gradients of the input projection `dgi` and of the recurrent projection
 /// `dgh` (both `[n, 3h]`; they differ only in the `n` chunk, `dgh_n = dgi_n ⊙ r`) and the direct
 /// part of `∂L/∂h_{t−1}`, `dh_prev = dh ⊙ z` (`[n, h]`, replaced).
+#[allow(clippy::too_many_arguments)]
 #[track_caller]
 pub fn gru_bwd<T: Float>(
     n: usize,

@@ -8,7 +8,9 @@
 //! the same vector code on a zero-padded stack copy, so tails compute bit-identical values to
 //! full chunks. The epilogues evaluate in PyTorch's order with separate multiply and add (no
 //! FMA contraction) so that, transcendentals aside, they round exactly like PyTorch and the
-//! reference kernels; see [`math`] for the transcendentals.
+//! reference kernels; see [`math`] for the transcendentals. GRU and LSTM run two passes over
+//! each row (all independent activations first, then the dependent ones), so the long
+//! `exp`–divide chains of neighbouring chunks overlap instead of serializing.
 
 use std::arch::x86_64::*;
 
@@ -122,19 +124,23 @@ pub fn rnn_fwd(n: usize, h: usize, gi: &[f32], gh: &[f32], relu: bool, h_out: &m
 
 #[target_feature(enable = "avx2,fma")]
 fn rnn_fwd_avx2(m: usize, gi: &[f32], gh: &[f32], relu: bool, h_out: &mut [f32]) {
-    chunks(m, #[inline(always)] |j, w| {
-        let a = _mm256_add_ps(ld(gh, j, w), ld(gi, j, w));
-        let y = if relu { relu8(a) } else { math::tanh(a) };
-        st(h_out, j, w, y);
-    });
+    chunks(
+        m,
+        #[inline(always)]
+        |j, w| {
+            let a = _mm256_add_ps(ld(gh, j, w), ld(gi, j, w));
+            let y = if relu { relu8(a) } else { math::tanh(a) };
+            st(h_out, j, w, y);
+        },
+    );
 }
 
-/// `max(a, 0)`, mapping NaN to 0 like the reference's `f32::max` (`vmaxps` returns its
-/// second operand when either is NaN).
+/// `max(a, 0)` with NaN propagated, as PyTorch's `relu` does (`vmaxps` returns its second
+/// operand when either is NaN).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 fn relu8(a: __m256) -> __m256 {
-    _mm256_max_ps(a, _mm256_setzero_ps())
+    _mm256_max_ps(_mm256_setzero_ps(), a)
 }
 
 /// See [`crate::reference::gru_fwd`] (PyTorch's evaluation order: `r = σ(gh_r + gi_r)`,
@@ -161,21 +167,47 @@ pub fn gru_fwd(n: usize, h: usize, gi: &[f32], gh: &[f32], h_prev: &[f32], h_out
     }
 }
 
+/// Two passes over the row: first both sigmoids (independent chunks, so the long
+/// `exp`–divide chains overlap), then the candidate and the blend, which depend on `r`.
 #[target_feature(enable = "avx2,fma")]
 fn gru_fwd_row(h: usize, gi: &[f32], gh: &[f32], hp: &[f32], ho: &mut [f32], c: &mut [f32]) {
-    let (ir, iz, in_) = (GRU_R * h, GRU_Z * h, GRU_N * h);
-    chunks(h, #[inline(always)] |j, w| {
-        let r = math::sigmoid(_mm256_add_ps(ld(gh, ir + j, w), ld(gi, ir + j, w)));
-        let z = math::sigmoid(_mm256_add_ps(ld(gh, iz + j, w), ld(gi, iz + j, w)));
-        let ghn = ld(gh, in_ + j, w);
-        let nn = math::tanh(_mm256_add_ps(ld(gi, in_ + j, w), _mm256_mul_ps(ghn, r)));
-        let y = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(ld(hp, j, w), nn), z), nn);
-        st(ho, j, w, y);
-        st(c, ir + j, w, r);
-        st(c, iz + j, w, z);
-        st(c, in_ + j, w, nn);
-        st(c, 3 * h + j, w, ghn);
-    });
+    let (gi, gh) = (split::<GRU_GATES>(gi, h), split::<GRU_GATES>(gh, h));
+    let (hp, ho) = (&hp[..h], &mut ho[..h]);
+    let [cr, cz, cn, cg] = split_mut::<GRU_CACHE>(c, h);
+    chunks(
+        h,
+        #[inline(always)]
+        |j, w| {
+            st(
+                cr,
+                j,
+                w,
+                math::sigmoid(_mm256_add_ps(ld(gh[GRU_R], j, w), ld(gi[GRU_R], j, w))),
+            );
+            st(
+                cz,
+                j,
+                w,
+                math::sigmoid(_mm256_add_ps(ld(gh[GRU_Z], j, w), ld(gi[GRU_Z], j, w))),
+            );
+        },
+    );
+    chunks(
+        h,
+        #[inline(always)]
+        |j, w| {
+            let (r, z, ghn) = (ld(cr, j, w), ld(cz, j, w), ld(gh[GRU_N], j, w));
+            let nn = math::tanh(_mm256_add_ps(ld(gi[GRU_N], j, w), _mm256_mul_ps(ghn, r)));
+            st(
+                ho,
+                j,
+                w,
+                _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(ld(hp, j, w), nn), z), nn),
+            );
+            st(cn, j, w, nn);
+            st(cg, j, w, ghn);
+        },
+    );
 }
 
 /// See [`crate::reference::gru_bwd`].
@@ -227,22 +259,27 @@ pub fn gru_bwd(
 #[target_feature(enable = "avx2,fma")]
 fn gru_bwd_row(h: usize, c: &[f32], hp: &[f32], dh: &[f32], dgi: &mut [f32], dgh: &mut [f32], dhp: &mut [f32]) {
     let one = _mm256_set1_ps(1.0);
-    let (ir, iz, in_) = (GRU_R * h, GRU_Z * h, GRU_N * h);
-    chunks(h, #[inline(always)] |j, w| {
-        let (r, z, nn, ghn) = (ld(c, j, w), ld(c, h + j, w), ld(c, 2 * h + j, w), ld(c, 3 * h + j, w));
-        let d = ld(dh, j, w);
-        let mul = |a, b| _mm256_mul_ps(a, b);
-        let dn = mul(mul(d, _mm256_sub_ps(one, z)), _mm256_sub_ps(one, mul(nn, nn)));
-        let dz = mul(mul(mul(d, _mm256_sub_ps(ld(hp, j, w), nn)), z), _mm256_sub_ps(one, z));
-        let dr = mul(mul(mul(dn, ghn), r), _mm256_sub_ps(one, r));
-        st(dgi, ir + j, w, dr);
-        st(dgh, ir + j, w, dr);
-        st(dgi, iz + j, w, dz);
-        st(dgh, iz + j, w, dz);
-        st(dgi, in_ + j, w, dn);
-        st(dgh, in_ + j, w, mul(dn, r));
-        st(dhp, j, w, mul(d, z));
-    });
+    let [cr, cz, cn, cg] = split::<GRU_CACHE>(c, h);
+    let (hp, dh, dhp) = (&hp[..h], &dh[..h], &mut dhp[..h]);
+    let (mut dgi, mut dgh) = (split_mut::<GRU_GATES>(dgi, h), split_mut::<GRU_GATES>(dgh, h));
+    chunks(
+        h,
+        #[inline(always)]
+        |j, w| {
+            let (r, z, nn, ghn, d) = (ld(cr, j, w), ld(cz, j, w), ld(cn, j, w), ld(cg, j, w), ld(dh, j, w));
+            let mul = |a, b| _mm256_mul_ps(a, b);
+            let dn = mul(mul(d, _mm256_sub_ps(one, z)), _mm256_sub_ps(one, mul(nn, nn)));
+            let dz = mul(mul(mul(d, _mm256_sub_ps(ld(hp, j, w), nn)), z), _mm256_sub_ps(one, z));
+            let dr = mul(mul(mul(dn, ghn), r), _mm256_sub_ps(one, r));
+            st(dgi[GRU_R], j, w, dr);
+            st(dgh[GRU_R], j, w, dr);
+            st(dgi[GRU_Z], j, w, dz);
+            st(dgh[GRU_Z], j, w, dz);
+            st(dgi[GRU_N], j, w, dn);
+            st(dgh[GRU_N], j, w, mul(dn, r));
+            st(dhp, j, w, mul(d, z));
+        },
+    );
 }
 
 /// Fused LSTM step without peepholes: [`crate::reference::lstm_cell_fwd`] then
@@ -266,20 +303,49 @@ pub fn lstm_fwd(n: usize, h: usize, a: &mut [f32], c_prev: &[f32], c_out: &mut [
     }
 }
 
+/// Two passes over the row: the four gate activations (independent chunks), then the cell
+/// update and `o ⊙ tanh(c)`.
 #[target_feature(enable = "avx2,fma")]
 fn lstm_fwd_row(h: usize, a: &mut [f32], cp: &[f32], co: &mut [f32], ho: &mut [f32]) {
-    let (ii, i_f, ig, io) = (LSTM_I * h, LSTM_F * h, LSTM_G * h, LSTM_O * h);
-    chunks(h, #[inline(always)] |j, w| {
-        let i = math::sigmoid(ld(a, ii + j, w));
-        let f = math::sigmoid(ld(a, i_f + j, w));
-        let g = math::tanh(ld(a, ig + j, w));
-        let o = math::sigmoid(ld(a, io + j, w));
-        let c = _mm256_add_ps(_mm256_mul_ps(f, ld(cp, j, w)), _mm256_mul_ps(i, g));
-        st(a, ii + j, w, i);
-        st(a, i_f + j, w, f);
-        st(a, ig + j, w, g);
-        st(a, io + j, w, o);
-        st(co, j, w, c);
-        st(ho, j, w, _mm256_mul_ps(o, math::tanh(c)));
-    });
+    let [ai, af, ag, ao] = split_mut::<LSTM_GATES>(a, h);
+    let (cp, co, ho) = (&cp[..h], &mut co[..h], &mut ho[..h]);
+    chunks(
+        h,
+        #[inline(always)]
+        |j, w| {
+            st(ai, j, w, math::sigmoid(ld(ai, j, w)));
+            st(af, j, w, math::sigmoid(ld(af, j, w)));
+            st(ag, j, w, math::tanh(ld(ag, j, w)));
+            st(ao, j, w, math::sigmoid(ld(ao, j, w)));
+        },
+    );
+    chunks(
+        h,
+        #[inline(always)]
+        |j, w| {
+            let c = _mm256_add_ps(
+                _mm256_mul_ps(ld(af, j, w), ld(cp, j, w)),
+                _mm256_mul_ps(ld(ai, j, w), ld(ag, j, w)),
+            );
+            st(co, j, w, c);
+            st(ho, j, w, _mm256_mul_ps(ld(ao, j, w), math::tanh(c)));
+        },
+    );
+}
+
+/// The first `N · h` elements of `s` as `N` consecutive slices of length `h` (gate chunks).
+#[inline(always)]
+fn split<const N: usize>(s: &[f32], h: usize) -> [&[f32]; N] {
+    std::array::from_fn(|i| &s[i * h..(i + 1) * h])
+}
+
+/// Mutable form of [`split`].
+#[inline(always)]
+fn split_mut<const N: usize>(s: &mut [f32], h: usize) -> [&mut [f32]; N] {
+    let mut rest = &mut s[..N * h];
+    std::array::from_fn(|_| {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(h);
+        rest = tail;
+        head
+    })
 }

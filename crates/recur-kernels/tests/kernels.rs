@@ -550,24 +550,33 @@ fn fast_path_is_selected_on_avx2() {
     assert_eq!((best.simd(), best.name()), (Simd::None, "portable"));
 }
 
-/// The panel layout puts `W[8p + i, k]` at `(p·cols + k)·8 + i` and zero-pads the last panel.
+/// The panel layout: groups of up to 8 panels of 8 rows, interleaved by column, the last panel
+/// zero-padded. 75 rows = 10 panels = a group of 8 and a group of 2.
 #[test]
 fn panel8_layout_and_padding() {
-    let (rows, cols) = (10, 3);
+    let (rows, cols) = (75, 3);
     let w: Vec<f32> = (0..rows * cols).map(|v| v as f32 + 1.0).collect();
     let p = PackedGemv::new(&w, rows, cols, GemvLayout::Panel8);
     let d = p.as_slice();
-    assert_eq!(d.len(), 2 * cols * 8);
+    assert_eq!(d.len(), 80 * cols);
     assert_eq!(d.as_ptr() as usize % 32, 0);
-    for i in 0..16 {
+    for i in 0..80 {
+        let (g, q, group_panels) = (i / 64, (i / 8) % 8, if i < 64 { 8 } else { 2 });
         for k in 0..cols {
             let want = if i < rows { w[i * cols + k] } else { 0.0 };
-            assert_eq!(d[((i / 8) * cols + k) * 8 + i % 8], want, "W[{i}, {k}]");
+            assert_eq!(
+                d[g * 64 * cols + (k * group_panels + q) * 8 + i % 8],
+                want,
+                "W[{i}, {k}]"
+            );
         }
     }
-    let mut y = [0.0f32; 10];
-    gemv_portable(&p, &[1.0, 0.0, 0.0], &mut y, Accum::Replace);
-    assert_eq!(y.to_vec(), (0..rows).map(|i| w[i * cols]).collect::<Vec<_>>());
+    for layout in [GemvLayout::Panel8, GemvLayout::RowMajor] {
+        let p = PackedGemv::new(&w, rows, cols, layout);
+        let mut y = vec![0.0f32; rows];
+        gemv_portable(&p, &[1.0, 0.0, 0.0], &mut y, Accum::Replace);
+        assert_eq!(y, (0..rows).map(|i| w[i * cols]).collect::<Vec<_>>(), "{layout:?}");
+    }
 }
 
 /// Shape contract of the GEMV.
@@ -577,4 +586,21 @@ fn gemv_rejects_short_x() {
     let k = kernels(KernelChoice::Best);
     let p = k.pack_gemv(&[1.0f32; 12], 3, 4);
     k.gemv(&p, &[1.0; 3], &mut [0.0; 3], Accum::Replace);
+}
+
+/// PyTorch's `relu(NaN)` is NaN; a NaN must never turn into a plausible activation.
+#[test]
+fn relu_propagates_nan_in_every_family() {
+    for choice in [KernelChoice::Best, KernelChoice::Reference] {
+        let k = kernels(choice);
+        let gi = [f32::NAN, -1.0, 2.0, 0.5, f32::NAN, 3.0, -4.0, 1.0, f32::NAN];
+        let gh = [0.0f32; 9];
+        let mut out = [0.0f32; 9];
+        k.rnn_fwd(1, 9, &gi, &gh, true, &mut out);
+        assert!(
+            out[0].is_nan() && out[4].is_nan() && out[8].is_nan(),
+            "{choice:?}: {out:?}"
+        );
+        assert_eq!(&out[1..4], &[0.0, 2.0, 0.5]);
+    }
 }

@@ -28,24 +28,17 @@ fn infer(c: &mut Criterion) {
     let m = model();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let w: Vec<f32> = (0..256).map(|_| normal(&mut rng) as f32 * 0.05).collect();
-    let mut g = c.benchmark_group("infer");
     for t in [18usize, 112] {
         let x: Vec<f32> = (0..t * 64).map(|_| normal(&mut rng) as f32).collect();
-        g.throughput(Throughput::Elements(t as u64));
-        g.bench_with_input(
-            BenchmarkId::new("infer_bigru2_h128_b1", format!("t{t}")),
-            &x,
-            |bch, x| {
-                bch.iter(|| {
-                    let out = m
-                        .forward(&SeqBatch::batch_first(x, 1, t, 64), &State::default())
-                        .unwrap();
-                    head(&out.h_n, &w)
-                })
-            },
-        );
+        c.bench_function(&format!("infer_bigru2_h128_t{t}_b1"), |bch| {
+            bch.iter(|| {
+                let out = m
+                    .forward(&SeqBatch::batch_first(&x, 1, t, 64), &State::default())
+                    .unwrap();
+                head(&out.h_n, &w)
+            })
+        });
     }
-    g.finish();
 }
 
 /// Thread lengths log-normal with median 18 and p95 112 (the guide's distribution).

@@ -1,29 +1,34 @@
-//! AVX2+FMA GEMV over the 8-row panel layout of [`crate::packed::PackedGemv`].
+//! AVX2+FMA GEMV over the [`GemvLayout::Panel8`](crate::GemvLayout::Panel8) layout.
 //!
-//! Layout (`Panel8`): panel `p` holds rows `8p .. 8p + 8` (the last one zero-padded),
-//! interleaved by column: element `W[8p + i, k]` is at `data[(p · cols + k) · 8 + i]`, and the
-//! buffer is 32-byte aligned. Each step of the inner loop broadcasts `x[k]` once and issues
-//! one aligned load + FMA per panel; [`PANELS`] panels run side by side so that enough
-//! independent FMA chains are in flight to cover the FMA latency (4 cycles × 2 per cycle on
-//! Zen 3). The loop is then bound by the load ports streaming `W` out of L2.
+//! The layout groups 8 panels of 8 rows (64 rows) and interleaves them by column, so a group
+//! is one contiguous, 32-byte aligned stream: `[k][panel][8 lanes]`. Each step of the inner
+//! loop broadcasts `x[k]` once and issues one aligned load + FMA per panel into that panel's
+//! accumulator; 8 panels give 8 independent FMA chains, enough to cover the FMA latency
+//! (4 cycles × 2 per cycle on Zen 3). A 384×128 matrix is 196 KB, so the loop streams `W` out
+//! of L2 and runs at close to L2 bandwidth (one sequential stream per group also keeps the
+//! hardware prefetcher effective and avoids the L1 set conflicts that 8 streams 4 KB apart
+//! would cause). A last group with fewer panels runs the same loop at its own width, with two
+//! accumulator sets over alternating `k` when it has 4 panels or fewer.
 
 use std::arch::x86_64::*;
 
 use super::{ld, require_avx2_fma, st};
 use crate::Accum;
 
-/// Panels computed together by the main loop (8 × 8 = 64 rows, 8 accumulators).
-const PANELS: usize = 8;
+/// Panels per group (8 × 8 = 64 rows).
+const GROUP: usize = 8;
 
-/// `y[..rows] (=|+=) W · x[..cols]` with `W` in the `Panel8` layout described in the module
-/// docs (`data`: `⌈rows/8⌉ · cols · 8` elements, 32-byte aligned).
+/// `y[..rows] (=|+=) W · x[..cols]` with `W` packed in the `Panel8` layout (`data`:
+/// `⌈rows/8⌉ · 8 · cols` elements, 32-byte aligned).
 ///
 /// # Panics
 /// On short slices, a misaligned `data`, or when the CPU lacks AVX2+FMA.
 #[track_caller]
 pub fn gemv_panel8(rows: usize, cols: usize, data: &[f32], x: &[f32], y: &mut [f32], accum: Accum) {
-    let panels = rows.div_ceil(8);
-    assert!(data.len() >= panels * cols * 8, "gemv_panel8: packed data too short");
+    assert!(
+        data.len() >= rows.div_ceil(8) * 8 * cols,
+        "gemv_panel8: packed data too short"
+    );
     assert!(
         x.len() >= cols && y.len() >= rows,
         "gemv_panel8: x has {} < {cols} or y has {} < {rows}",
@@ -43,50 +48,65 @@ pub fn gemv_panel8(rows: usize, cols: usize, data: &[f32], x: &[f32], y: &mut [f
 #[target_feature(enable = "avx2,fma")]
 fn gemv_avx2(rows: usize, cols: usize, data: &[f32], x: &[f32], y: &mut [f32], accum: Accum) {
     let panels = rows.div_ceil(8);
-    let mut p = 0;
-    while p + PANELS <= panels {
-        // SAFETY: panels `p .. p + PANELS` exist (`data` holds `panels · cols · 8` elements,
-        // checked by the caller) and `x` holds at least `cols` elements.
-        let acc = unsafe { block::<PANELS>(data.as_ptr().add(p * cols * 8), cols, x.as_ptr()) };
-        write(&acc, p, rows, y, accum);
-        p += PANELS;
-    }
-    while p < panels {
-        let n = (panels - p).min(4);
-        // SAFETY: as above, for panels `p .. p + n`.
+    for p in (0..panels).step_by(GROUP) {
+        let (a, x) = (data[p * 8 * cols..].as_ptr(), x.as_ptr());
+        // SAFETY: the group starting at panel `p` holds `n · 8 · cols` elements inside `data`
+        // (whose length the caller checked), starts at a multiple of 8 floats from the
+        // 32-byte aligned base, and `x` holds at least `cols` elements.
         unsafe {
-            let a = data.as_ptr().add(p * cols * 8);
-            match n {
-                4 => write(&block::<4>(a, cols, x.as_ptr()), p, rows, y, accum),
-                3 => write(&block::<3>(a, cols, x.as_ptr()), p, rows, y, accum),
-                2 => write(&block::<2>(a, cols, x.as_ptr()), p, rows, y, accum),
-                _ => write(&block::<1>(a, cols, x.as_ptr()), p, rows, y, accum),
+            match panels - p {
+                1 => write(&block::<1>(a, cols, x), p, rows, y, accum),
+                2 => write(&block::<2>(a, cols, x), p, rows, y, accum),
+                3 => write(&block::<3>(a, cols, x), p, rows, y, accum),
+                4 => write(&block::<4>(a, cols, x), p, rows, y, accum),
+                5 => write(&block::<5>(a, cols, x), p, rows, y, accum),
+                6 => write(&block::<6>(a, cols, x), p, rows, y, accum),
+                7 => write(&block::<7>(a, cols, x), p, rows, y, accum),
+                _ => write(&block::<GROUP>(a, cols, x), p, rows, y, accum),
             }
         }
-        p += n;
     }
 }
 
-/// Dot products of `P` consecutive panels starting at `a` with `x[..cols]`.
+/// Dot products of the `P` interleaved panels of one group (at `a`) with `x[..cols]`.
 ///
 /// # Safety
-/// `a` must point to `P · cols · 8` readable, 32-byte aligned `f32`s and `x` to `cols`.
+/// `a` must point to `P · 8 · cols` readable, 32-byte aligned `f32`s and `x` to `cols`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn block<const P: usize>(a: *const f32, cols: usize, x: *const f32) -> [__m256; P] {
-    let mut acc = [_mm256_setzero_ps(); P];
-    for k in 0..cols {
-        // SAFETY: `k < cols`, so `x + k` and every panel element `a + (q·cols + k)·8 .. + 8`
-        // are in bounds (caller's contract); those panel offsets are multiples of 8 floats
-        // from a 32-byte aligned base.
-        unsafe {
-            let xb = _mm256_broadcast_ss(&*x.add(k));
-            for (q, s) in acc.iter_mut().enumerate() {
-                *s = _mm256_fmadd_ps(_mm256_load_ps(a.add((q * cols + k) * 8)), xb, *s);
+    let mut acc = [[_mm256_setzero_ps(); P]; 2];
+    let mut k = 0;
+    // SAFETY (both loops): `k < cols`, so `x + k` and the lane vectors
+    // `a + (k·P + q)·8 .. + 8` for `q < P` are in bounds (caller's contract) and 32-byte
+    // aligned (offsets are multiples of 8 floats from an aligned base).
+    if P <= 4 {
+        while k + 2 <= cols {
+            for (u, acc) in acc.iter_mut().enumerate() {
+                unsafe {
+                    let xb = _mm256_broadcast_ss(&*x.add(k + u));
+                    for (q, s) in acc.iter_mut().enumerate() {
+                        *s = _mm256_fmadd_ps(_mm256_load_ps(a.add(((k + u) * P + q) * 8)), xb, *s);
+                    }
+                }
             }
+            k += 2;
         }
     }
-    acc
+    while k < cols {
+        unsafe {
+            let xb = _mm256_broadcast_ss(&*x.add(k));
+            for (q, s) in acc[0].iter_mut().enumerate() {
+                *s = _mm256_fmadd_ps(_mm256_load_ps(a.add((k * P + q) * 8)), xb, *s);
+            }
+        }
+        k += 1;
+    }
+    let [mut even, odd] = acc;
+    for (e, o) in even.iter_mut().zip(odd) {
+        *e = _mm256_add_ps(*e, o);
+    }
+    even
 }
 
 /// Writes the panel results `acc` (panels `p0 ..`) into `y`, clipping at `rows`.

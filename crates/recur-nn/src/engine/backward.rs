@@ -106,7 +106,7 @@ struct DirBack<'a, T> {
     truncate: Option<usize>,
 }
 
-fn grad<'g, T: Float>(g: &'g mut ParamBuffer<T>, i: usize) -> &'g mut [T] {
+fn grad<T: Float>(g: &mut ParamBuffer<T>, i: usize) -> &mut [T] {
     let r = g.specs()[i].range();
     &mut g.as_mut_slice()[r]
 }
