@@ -222,6 +222,21 @@ impl Kernels {
         packed::gemv_portable(p, x, y, accum)
     }
 
+    /// `Y[n, rows] (=|+=) X[n, cols] · Wᵀ` for a packed `W` (`[rows, cols]`): the recurrent
+    /// projection of `n` active rows at once (`X`, `Y` row-major, contiguous). Never allocates;
+    /// reads `W` once per 4 rows on the AVX2 path.
+    ///
+    /// # Panics
+    /// When `x.len() < n · cols` or `y.len() < n · rows`.
+    #[track_caller]
+    pub fn gemm_packed<T: Float>(&self, p: &PackedGemv<T>, n: usize, x: &[T], y: &mut [T], accum: Accum) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2::<T>() && p.layout() == GemvLayout::Panel8 {
+            return crate::x86::gemm_panel8(p.rows(), p.cols(), f32s(p.as_slice()), n, f32s(x), f32s_mut(y), accum);
+        }
+        packed::gemm_portable(p, n, x, y, accum)
+    }
+
     /// `x ← eˣ` elementwise (vectorized to a few ulp for `f32` with AVX2+FMA).
     pub fn exp<T: Float>(&self, x: &mut [T]) {
         #[cfg(target_arch = "x86_64")]

@@ -139,6 +139,22 @@ pub(crate) fn check_gemv<T>(p: &PackedGemv<T>, x: &[T], y: &[T]) {
     );
 }
 
+/// `Y[n, rows] (=|+=) X[n, cols] · Wᵀ` as `n` calls of [`gemv_portable`].
+///
+/// # Panics
+/// When `x` or `y` is too short.
+#[track_caller]
+pub fn gemm_portable<T: Float>(p: &PackedGemv<T>, n: usize, x: &[T], y: &mut [T], accum: Accum) {
+    let (rows, cols) = (p.rows, p.cols);
+    assert!(
+        x.len() >= n * cols && y.len() >= n * rows,
+        "gemm_packed: x or y too short for {n} rows"
+    );
+    for r in 0..n {
+        gemv_portable(p, &x[r * cols..(r + 1) * cols], &mut y[r * rows..(r + 1) * rows], accum);
+    }
+}
+
 /// `y[..rows] (=|+=) W · x[..cols]` by a plain loop over either layout, summing each row in
 /// column order in `T` (for `RowMajor` this is the reference GEMV).
 ///

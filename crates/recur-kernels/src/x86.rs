@@ -19,7 +19,7 @@ use crate::gates::*;
 mod gemv;
 pub mod math;
 
-pub use gemv::gemv_panel8;
+pub use gemv::{gemm_panel8, gemv_panel8};
 
 /// Whether this CPU supports AVX2 and FMA (checked at run time, cached by `std`).
 pub fn has_avx2_fma() -> bool {

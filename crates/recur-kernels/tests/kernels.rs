@@ -180,6 +180,40 @@ fn check_gemv<T: Float>(k: Kernels, rows: usize, cols: usize, seed: u64, scale: 
     }
 }
 
+/// `gemm_packed` over `n` rows equals `n` exact GEMVs, for every packing and accumulate mode.
+fn check_gemm_packed<T: Float>(k: Kernels, n: usize, rows: usize, cols: usize, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let w = rand_vec::<T>(&mut rng, rows * cols, 1.0);
+    let x = rand_vec::<T>(&mut rng, n * cols, 1.0);
+    let y0 = rand_vec::<T>(&mut rng, n * rows, 1.0);
+    let packs = [
+        k.pack_gemv(&w, rows, cols),
+        PackedGemv::new(&w, rows, cols, GemvLayout::RowMajor),
+        PackedGemv::new(&w, rows, cols, GemvLayout::Panel8),
+    ];
+    for p in packs {
+        for accum in [Accum::Replace, Accum::Add] {
+            let mut y = y0.clone();
+            k.gemm_packed(&p, n, &x, &mut y, accum);
+            for r in 0..n {
+                let (truth, bound) = gemv_truth(&w, &x[r * cols..(r + 1) * cols], rows, cols);
+                let base = |i: usize| {
+                    if accum == Accum::Add {
+                        y0[r * rows + i].f64()
+                    } else {
+                        0.0
+                    }
+                };
+                let want: Vec<T> = (0..rows).map(|i| T::of(base(i) + truth[i])).collect();
+                let what = format!("gemm_packed n={n} row {r} {rows}x{cols} {:?} {accum:?}", p.layout());
+                assert_close(&what, &y[r * rows..(r + 1) * rows], &want, |i| {
+                    bound[i] + 2.0 * T::epsilon().f64() * (want[i].f64().abs() + base(i).abs())
+                });
+            }
+        }
+    }
+}
+
 /// One strided operand: `[rows, cols]` stored row-major, column-major or with a padded
 /// leading dimension, in a buffer with a few spare elements.
 fn strided<T: Float>(rng: &mut ChaCha8Rng, rows: usize, cols: usize, kind: usize) -> (Vec<T>, usize, usize) {
@@ -331,6 +365,19 @@ macro_rules! battery {
                     for cols in WIDTHS.into_iter().chain([0]) {
                         seed += 1;
                         check_gemv::<$t>(k(), rows, cols, seed, 1.0);
+                    }
+                }
+            }
+
+            #[test]
+            fn gemm_packed_edges() {
+                let mut seed = 1000;
+                for n in [1, 2, 3, 4, 5, 7, 8, 9] {
+                    for rows in [1, 7, 8, 9, 17, 63, 64, 65, 3 * 128, 3 * 129] {
+                        for cols in [1, 7, 8, 9, 128, 129] {
+                            seed += 1;
+                            check_gemm_packed::<$t>(k(), n, rows, cols, seed);
+                        }
                     }
                 }
             }

@@ -119,9 +119,28 @@ pub struct Rnn<T> {
     params: ParamBuffer<T>,
     index: Vec<LayerIndex>,
     kernels: Kernels,
-    /// `weight_hh` of each layer-direction packed for the batch-1 GEMV; built on first use,
-    /// dropped whenever the parameters or the kernel family may change.
-    packed_hh: OnceLock<Vec<PackedGemv<T>>>,
+    /// Recurrent weights of each layer-direction packed for the per-step kernels; built on
+    /// first use, dropped whenever the parameters or the kernel family may change.
+    packed_fwd: OnceLock<Vec<PackedStep<T>>>,
+    packed_bwd: OnceLock<Vec<PackedStep<T>>>,
+}
+
+/// The matrices one time step multiplies by, packed for [`Kernels::gemm_packed`]: for the
+/// forward pass `W_hh` and `W_hr`; for the backward pass their transposes.
+#[derive(Clone, Debug)]
+pub(crate) struct PackedStep<T> {
+    pub hh: PackedGemv<T>,
+    pub hr: Option<PackedGemv<T>>,
+}
+
+fn transpose<T: Float>(w: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut t = vec![T::zero(); w.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = w[r * cols + c];
+        }
+    }
+    t
 }
 
 impl<T: Float> Rnn<T> {
@@ -134,7 +153,8 @@ impl<T: Float> Rnn<T> {
             cfg,
             index,
             kernels: kernels(KernelChoice::Best),
-            packed_hh: OnceLock::new(),
+            packed_fwd: OnceLock::new(),
+            packed_bwd: OnceLock::new(),
         })
     }
 
@@ -149,7 +169,7 @@ impl<T: Float> Rnn<T> {
     /// Selects the kernel family used by this model (default: the best for this CPU).
     pub fn set_kernels(&mut self, choice: KernelChoice) {
         self.kernels = kernels(choice);
-        self.packed_hh = OnceLock::new();
+        self.reset_packed();
     }
 
     /// The kernel family in use.
@@ -169,19 +189,38 @@ impl<T: Float> Rnn<T> {
 
     /// The parameters, mutable (for optimizers and loaders).
     pub fn params_mut(&mut self) -> &mut ParamBuffer<T> {
-        self.packed_hh = OnceLock::new();
+        self.reset_packed();
         &mut self.params
     }
 
-    /// `weight_hh` of every layer-direction, packed for the batch-1 recurrent GEMV.
-    pub(crate) fn packed_hh(&self) -> &[PackedGemv<T>] {
-        self.packed_hh.get_or_init(|| {
-            let g = self.cfg.cell.gates() * self.cfg.hidden_size;
+    fn reset_packed(&mut self) {
+        self.packed_fwd = OnceLock::new();
+        self.packed_bwd = OnceLock::new();
+    }
+
+    /// Per layer-direction: `W_hh` (`[G·H, H_out]`) and `W_hr` (`[P, H]`) packed, or with
+    /// `transposed` their transposes, for [`Kernels::gemm_packed`].
+    pub(crate) fn packed(&self, transposed: bool) -> &[PackedStep<T>] {
+        let cell = if transposed { &self.packed_bwd } else { &self.packed_fwd };
+        cell.get_or_init(|| {
+            let (g, h, ho) = (
+                self.cfg.cell.gates() * self.cfg.hidden_size,
+                self.cfg.hidden_size,
+                self.cfg.h_out(),
+            );
+            let pack = |w: &[T], rows: usize, cols: usize| {
+                if transposed {
+                    self.kernels.pack_gemv(&transpose(w, rows, cols), cols, rows)
+                } else {
+                    self.kernels.pack_gemv(w, rows, cols)
+                }
+            };
+            let at = |i: usize| self.params.at(&self.params.specs()[i]);
             self.index
                 .iter()
-                .map(|li| {
-                    self.kernels
-                        .pack_gemv(self.params.at(&self.params.specs()[li.w_hh]), g, self.cfg.h_out())
+                .map(|li| PackedStep {
+                    hh: pack(at(li.w_hh), g, ho),
+                    hr: li.w_hr.map(|i| pack(at(i), ho, h)),
                 })
                 .collect()
         })
@@ -198,7 +237,8 @@ impl<T: Float> Rnn<T> {
             params: self.params.cast(),
             index: self.index.clone(),
             kernels: self.kernels,
-            packed_hh: OnceLock::new(),
+            packed_fwd: OnceLock::new(),
+            packed_bwd: OnceLock::new(),
         }
     }
 

@@ -123,3 +123,125 @@ fn write(acc: &[__m256], p0: usize, rows: usize, y: &mut [f32], accum: Accum) {
         st(y, r, w, v);
     }
 }
+
+/// Rows of `X` per register block of [`gemm_panel8`].
+const ROWS: usize = 4;
+
+/// `Y[n, rows] (=|+=) X[n, cols] · Wᵀ` with `W` (`[rows, cols]`) packed in the `Panel8`
+/// layout: the multi-row form of [`gemv_panel8`] for the recurrent projection of several
+/// active sequences. `X` and `Y` are row-major and contiguous. Register blocks of 4 rows of `X`
+/// × 2 panels of `W` (8 accumulators) read `W` once per 4 rows; nothing is packed or
+/// allocated per call.
+///
+/// # Panics
+/// On short slices, a misaligned `data`, or when the CPU lacks AVX2+FMA.
+#[track_caller]
+pub fn gemm_panel8(rows: usize, cols: usize, data: &[f32], n: usize, x: &[f32], y: &mut [f32], accum: Accum) {
+    assert!(
+        data.len() >= rows.div_ceil(8) * 8 * cols,
+        "gemm_panel8: packed data too short"
+    );
+    assert!(
+        x.len() >= n * cols && y.len() >= n * rows,
+        "gemm_panel8: x has {} < {n}x{cols} or y has {} < {n}x{rows}",
+        x.len(),
+        y.len()
+    );
+    assert_eq!(
+        data.as_ptr() as usize % 32,
+        0,
+        "gemm_panel8: packed data not 32-byte aligned"
+    );
+    require_avx2_fma();
+    let mut r = 0;
+    while r < n {
+        let m = (n - r).min(ROWS);
+        let (xr, yr) = (&x[r * cols..], &mut y[r * rows..]);
+        // SAFETY: AVX2 and FMA are present; lengths and alignment were checked above, and
+        // rows `r .. r + m` of `x` and `y` lie inside the slices.
+        unsafe {
+            match m {
+                1 => gemm_rows::<1>(rows, cols, data, xr, yr, accum),
+                2 => gemm_rows::<2>(rows, cols, data, xr, yr, accum),
+                3 => gemm_rows::<3>(rows, cols, data, xr, yr, accum),
+                _ => gemm_rows::<ROWS>(rows, cols, data, xr, yr, accum),
+            }
+        }
+        r += m;
+    }
+}
+
+/// `R` rows of [`gemm_panel8`]: every group, every pair of panels.
+#[target_feature(enable = "avx2,fma")]
+fn gemm_rows<const R: usize>(rows: usize, cols: usize, data: &[f32], x: &[f32], y: &mut [f32], accum: Accum) {
+    let panels = rows.div_ceil(8);
+    for p in (0..panels).step_by(GROUP) {
+        let gp = (panels - p).min(GROUP);
+        let a = data[p * 8 * cols..].as_ptr();
+        let mut q = 0;
+        while q < gp {
+            // SAFETY: the group at panel `p` holds `gp · 8 · cols` aligned elements inside
+            // `data`; `x` holds `R · cols` elements (caller's contract).
+            unsafe {
+                if q + 2 <= gp {
+                    let acc = rows_block::<R, 2>(a, gp, q, cols, x.as_ptr());
+                    write_rows(&acc, p + q, rows, y, accum);
+                    q += 2;
+                } else {
+                    let acc = rows_block::<R, 1>(a, gp, q, cols, x.as_ptr());
+                    write_rows(&acc, p + q, rows, y, accum);
+                    q += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Dot products of panels `q0 .. q0 + Q` of a group of `gp` interleaved panels (at `a`) with
+/// `R` rows of `x` (row stride `cols`).
+///
+/// # Safety
+/// `a` must point to `gp · 8 · cols` readable, 32-byte aligned `f32`s and `x` to `R · cols`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn rows_block<const R: usize, const Q: usize>(
+    a: *const f32,
+    gp: usize,
+    q0: usize,
+    cols: usize,
+    x: *const f32,
+) -> [[__m256; Q]; R] {
+    let mut acc = [[_mm256_setzero_ps(); Q]; R];
+    for k in 0..cols {
+        // SAFETY: `k < cols` and `q0 + j < gp`, so every load is inside the group and
+        // aligned; `x + r·cols + k` is inside the `R · cols` rows.
+        unsafe {
+            let mut w = [_mm256_setzero_ps(); Q];
+            for (j, w) in w.iter_mut().enumerate() {
+                *w = _mm256_load_ps(a.add((k * gp + q0 + j) * 8));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let xb = _mm256_broadcast_ss(&*x.add(r * cols + k));
+                for (s, &w) in acc.iter_mut().zip(&w) {
+                    *s = _mm256_fmadd_ps(w, xb, *s);
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// Writes `acc[r][j]` (panel `p0 + j`, row `r`) into `y` (row stride `rows`), clipping at `rows`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn write_rows<const R: usize, const Q: usize>(
+    acc: &[[__m256; Q]; R],
+    p0: usize,
+    rows: usize,
+    y: &mut [f32],
+    accum: Accum,
+) {
+    for (r, acc) in acc.iter().enumerate() {
+        write(acc, p0, rows, &mut y[r * rows..(r + 1) * rows], accum);
+    }
+}

@@ -7,7 +7,7 @@ use crate::config::CellKind;
 use crate::error::{NnError, Result};
 use crate::packed::Packing;
 use crate::params::{LayerIndex, ParamBuffer};
-use crate::rnn::{BackwardOptions, Gradients, Rnn};
+use crate::rnn::{BackwardOptions, Gradients, PackedStep, Rnn};
 
 pub(crate) fn backward<T: Float>(
     m: &Rnn<T>,
@@ -77,6 +77,7 @@ pub(crate) fn backward<T: Float>(
                 pk,
                 w: DirWeights::new(m.params(), &m.index()[ld]),
                 idx: &m.index()[ld],
+                packed: &m.packed(true)[ld],
                 truncate: opts.truncate,
             };
             run.run(d, &lt.dirs[d], &lt.input, &dy, &mut dh, &mut dc, &mut dx, &mut grads);
@@ -103,6 +104,8 @@ struct DirBack<'a, T> {
     pk: &'a Packing,
     w: DirWeights<'a, T>,
     idx: &'a LayerIndex,
+    /// `W_hhᵀ` and `W_hrᵀ`, packed.
+    packed: &'a PackedStep<T>,
     truncate: Option<usize>,
 }
 
@@ -151,7 +154,8 @@ impl<T: Float> DirBack<'_, T> {
         if ln.is_some() {
             dln = [g, g, g, g, hd, hd].map(|w| vec![T::zero(); w]);
         }
-        let mut dw_hr = vec![T::zero(); if self.w.w_hr.is_some() { h_out * hd } else { 0 }];
+        // With a projection, `∂L/∂h_t` of every row is kept for one `dW_hr` GEMM after the loop.
+        let mut dh_rows = vec![T::zero(); if self.w.w_hr.is_some() { total * h_out } else { 0 }];
         let t_max = pk.t_max();
         for t in steps(t_max, dir).rev() {
             let n = pk.batch_sizes[t];
@@ -187,21 +191,10 @@ impl<T: Float> DirBack<'_, T> {
                 CellKind::Lstm => {
                     let a = &tp.cache[off * g..(off + n) * g];
                     let c = &tp.c[off * hd..(off + n) * hd];
-                    let dhid: &[T] = match self.w.w_hr {
-                        Some(w_hr) => {
-                            let ht = &tp.htilde[off * hd..(off + n) * hd];
-                            k.gemm(
-                                MatRef::new(&dh[..n * h_out], n, h_out).t(),
-                                MatRef::new(ht, n, hd),
-                                MatMut::new(&mut dw_hr, h_out, hd),
-                                Accum::Add,
-                            );
-                            k.gemm(
-                                MatRef::new(&dh[..n * h_out], n, h_out),
-                                MatRef::new(w_hr, h_out, hd),
-                                MatMut::new(&mut dht[..n * hd], n, hd),
-                                Accum::Replace,
-                            );
+                    let dhid: &[T] = match &self.packed.hr {
+                        Some(hr_t) => {
+                            dh_rows[off * h_out..(off + n) * h_out].copy_from_slice(&dh[..n * h_out]);
+                            k.gemm_packed(hr_t, n, &dh[..n * h_out], &mut dht[..n * hd], Accum::Replace);
                             &dht[..n * hd]
                         }
                         None => &dh[..n * hd],
@@ -257,12 +250,7 @@ impl<T: Float> DirBack<'_, T> {
                 }
             }
             // dh_{t−1} = dgh · W_hh (⊙ recurrent mask) (+ the GRU's direct path).
-            k.gemm(
-                MatRef::new(dgh_t, n, g),
-                MatRef::new(self.w.w_hh, g, h_out),
-                MatMut::new(&mut dh[..n * h_out], n, h_out),
-                Accum::Replace,
-            );
+            k.gemm_packed(&self.packed.hh, n, dgh_t, &mut dh[..n * h_out], Accum::Replace);
             if !tp.rec_mask.is_empty() {
                 mul_in_place(&mut dh[..n * h_out], &tp.rec_mask[..n * h_out]);
             }
@@ -288,7 +276,7 @@ impl<T: Float> DirBack<'_, T> {
                 }
             }
         }
-        self.finish(tp, input, in_w, &dgi, &dgh, dx, grads, dpeep, dln, dw_hr);
+        self.finish(tp, input, in_w, &dgi, &dgh, dx, grads, dpeep, dln, &dh_rows);
     }
 
     /// The parameter gradients that are sums over time, done as one GEMM each.
@@ -304,7 +292,7 @@ impl<T: Float> DirBack<'_, T> {
         grads: &mut ParamBuffer<T>,
         dpeep: Vec<T>,
         dln: [Vec<T>; 6],
-        dw_hr: Vec<T>,
+        dh_rows: &[T],
     ) {
         let Dims { h_out, g, .. } = self.dims;
         let total = self.pk.total();
@@ -371,7 +359,13 @@ impl<T: Float> DirBack<'_, T> {
             grad(grads, i).iter_mut().zip(&dpeep).for_each(|(a, &s)| *a += s);
         }
         if let Some(i) = idx.w_hr {
-            grad(grads, i).iter_mut().zip(&dw_hr).for_each(|(a, &s)| *a += s);
+            let hd = self.dims.h;
+            k.gemm(
+                MatRef::new(dh_rows, total, h_out).t(),
+                MatRef::new(&tp.htilde, total, hd),
+                MatMut::new(grad(grads, i), h_out, hd),
+                Accum::Add,
+            );
         }
     }
 }

@@ -1,12 +1,12 @@
 //! Forward pass.
 
-use recur_kernels::{reference, Accum, Float, Kernels, PackedGemv};
+use recur_kernels::{reference, Accum, Float, Kernels};
 
 use super::{linear, mul, mul_in_place, steps, Dims, DirTape, DirWeights, LayerTape, TapeInner};
 use crate::config::CellKind;
 use crate::dropout::DropoutMasks;
 use crate::packed::Packing;
-use crate::rnn::{Rnn, RnnOutput, SeqBatch, State};
+use crate::rnn::{PackedStep, Rnn, RnnOutput, SeqBatch, State};
 
 /// Runs the whole stack. With `train`, every intermediate needed by the backward pass is
 /// kept in a tape; otherwise per-step scratch is reused and only outputs are kept.
@@ -72,7 +72,7 @@ pub(crate) fn forward<T: Float>(
                 dims,
                 pk,
                 w,
-                packed: &m.packed_hh()[ld],
+                packed: &m.packed(false)[ld],
                 train,
                 eps: T::of(cfg.layer_norm_eps),
             };
@@ -132,27 +132,18 @@ struct DirRun<'a, T> {
     dims: Dims,
     pk: &'a Packing,
     w: DirWeights<'a, T>,
-    packed: &'a PackedGemv<T>,
+    packed: &'a PackedStep<T>,
     train: bool,
     eps: T,
 }
 
-/// Up to this many active rows, the recurrent projection runs as packed GEMVs (one pass over
-/// `W_hh` per row, no packing per call); above it, as one GEMM.
-const GEMV_ROWS: usize = 4;
-
 impl<T: Float> DirRun<'_, T> {
     /// The recurrent projection `gh[n, G·H] = h[n, H_out] · W_hhᵀ (+ bias)`.
     fn recurrent(&self, hin: &[T], n: usize, bias: Option<&[T]>, gh: &mut [T]) {
-        let Dims { h_out, g, .. } = self.dims;
-        if n > GEMV_ROWS {
-            return linear(self.k, hin, n, h_out, self.w.w_hh, g, bias, gh);
-        }
+        let g = self.dims.g;
         let accum = if bias.is_some() { Accum::Add } else { Accum::Replace };
         reference::broadcast_rows(n, bias, &mut gh[..n * g]);
-        for (x, y) in hin.chunks_exact(h_out).zip(gh.chunks_exact_mut(g)).take(n) {
-            self.k.gemv(self.packed, x, y, accum);
-        }
+        self.k.gemm_packed(&self.packed.hh, n, hin, &mut gh[..n * g], accum);
     }
 
     /// Runs the time loop. `h` / `c` hold the initial states (sorted order) on entry and the
@@ -283,7 +274,9 @@ impl<T: Float> DirRun<'_, T> {
                     cs[..n * hd].copy_from_slice(c_out);
                     if let Some(w_hr) = self.w.w_hr {
                         let ht = &tape.htilde[r * hd..(r + n) * hd];
-                        linear(self.k, ht, n, hd, w_hr, h_out, None, ys);
+                        let p = self.packed.hr.as_ref().expect("projection weights are packed");
+                        debug_assert_eq!(p.rows() * p.cols(), w_hr.len());
+                        self.k.gemm_packed(p, n, ht, ys, Accum::Replace);
                     }
                 }
             }

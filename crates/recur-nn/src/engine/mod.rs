@@ -63,7 +63,6 @@ pub(crate) struct TapeInner<T> {
 /// Borrowed weights of one layer-direction.
 pub(crate) struct DirWeights<'a, T> {
     pub w_ih: &'a [T],
-    pub w_hh: &'a [T],
     pub b_ih: Option<&'a [T]>,
     pub b_hh: Option<&'a [T]>,
     pub w_hr: Option<&'a [T]>,
@@ -77,7 +76,6 @@ impl<'a, T: Float> DirWeights<'a, T> {
         let at = |i: usize| p.at(&p.specs()[i]);
         DirWeights {
             w_ih: at(li.w_ih),
-            w_hh: at(li.w_hh),
             b_ih: li.b_ih.map(at),
             b_hh: li.b_hh.map(at),
             w_hr: li.w_hr.map(at),

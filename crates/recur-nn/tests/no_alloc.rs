@@ -1,0 +1,84 @@
+//! The time loop never allocates: the number of heap allocations of a forward pass, a
+//! training forward pass and a backward pass is the same for 8 and for 200 time steps.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use recur_nn::{BackwardOptions, CellKind, Rnn, RnnConfig, SeqBatch, State};
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn counts(m: &Rnn<f32>, t: usize, batch: usize) -> (usize, usize, usize) {
+    let f = m.config().input_size;
+    let x = vec![0.3f32; batch * t * f];
+    let lengths: Vec<usize> = (0..batch).map(|b| t - b % t.min(3)).collect();
+    let xb = SeqBatch::batch_first(&x, batch, t, f).with_lengths(&lengths);
+    let before = ALLOCS.load(Ordering::Relaxed);
+    let out = m.forward(&xb, &State::default()).unwrap();
+    let fwd = ALLOCS.load(Ordering::Relaxed) - before;
+    let before = ALLOCS.load(Ordering::Relaxed);
+    let (out2, tape) = m.forward_train(&xb, &State::default(), None).unwrap();
+    let train = ALLOCS.load(Ordering::Relaxed) - before;
+    let d = vec![1.0f32; out.output.len()];
+    let before = ALLOCS.load(Ordering::Relaxed);
+    let g = m
+        .backward(&tape, &d, None, None, BackwardOptions { truncate: Some(5) })
+        .unwrap();
+    let bwd = ALLOCS.load(Ordering::Relaxed) - before;
+    drop((out, out2, g));
+    (fwd, train, bwd)
+}
+
+#[test]
+fn allocation_count_does_not_grow_with_sequence_length() {
+    let mut variants = Vec::new();
+    for cell in [CellKind::Gru, CellKind::Lstm, CellKind::RnnRelu] {
+        let mut c = RnnConfig::new(cell, 6, 16);
+        c.num_layers = 2;
+        c.bidirectional = true;
+        variants.push(c);
+    }
+    let mut proj = RnnConfig::new(CellKind::Lstm, 6, 16);
+    proj.proj_size = 8;
+    proj.layer_norm = true;
+    proj.peephole = true;
+    variants.push(proj);
+    for cfg in variants {
+        let m = Rnn::<f32>::new(cfg.clone(), &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+        for batch in [1, 7] {
+            counts(&m, 4, batch); // packs the weights once
+            let short = counts(&m, 8, batch);
+            let long = counts(&m, 200, batch);
+            assert_eq!(
+                short, long,
+                "{:?} batch {batch}: allocations (forward, train, backward) grew with T",
+                cfg.cell
+            );
+        }
+    }
+}
