@@ -338,7 +338,12 @@ pub fn read_escalations<R: Read>(
             column,
         });
     };
-    let index: HashMap<&str, usize> = log.tickets.iter().enumerate().map(|(i, t)| (t.id.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = log
+        .tickets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
     let mut updates = Vec::new();
     let mut rec = csv::ByteRecord::new();
     while read_record(&mut rdr, &mut rec, file)? {
@@ -574,11 +579,17 @@ fn utf8(bytes: &[u8]) -> Result<&str, Problem> {
     std::str::from_utf8(bytes).map_err(|_| Problem::Utf8)
 }
 
-fn check_width(rec: &csv::ByteRecord, expected: usize) -> Result<(), (Option<Field>, Problem)> {
+fn check_width(rec: &csv::ByteRecord, expected: usize) -> RowResult<()> {
     if rec.len() == expected {
         Ok(())
     } else {
-        Err((None, Problem::FieldCount { expected, found: rec.len() }))
+        Err((
+            None,
+            Problem::FieldCount {
+                expected,
+                found: rec.len(),
+            },
+        ))
     }
 }
 
@@ -644,7 +655,9 @@ impl CsvLayout {
             })
         };
         let (id, timestamp, event_type) = (find("ticket_id")?, find("timestamp")?, find("event_type")?);
-        let numeric = (0..names.len()).filter(|&i| i != id && i != timestamp && i != event_type).collect();
+        let numeric = (0..names.len())
+            .filter(|&i| i != id && i != timestamp && i != event_type)
+            .collect();
         Ok(CsvLayout {
             names,
             id,
@@ -659,7 +672,7 @@ impl CsvLayout {
     }
 
     /// Parses one record into (ticket id, timestamp, event type, numeric values).
-    fn parse<'r>(&self, rec: &'r csv::ByteRecord) -> Result<(&'r str, i64, &'r str, Vec<f64>), (Option<Field>, Problem)> {
+    fn parse<'r>(&self, rec: &'r csv::ByteRecord) -> RowResult<CsvRow<'r>> {
         check_width(rec, self.names.len())?;
         let text = |i: usize| utf8(&rec[i]).map_err(|p| (self.field(i), p));
         let id = text(self.id)?;
@@ -679,8 +692,21 @@ impl CsvLayout {
         for &i in &self.numeric {
             numeric.push(parse_number(text(i)?).map_err(|p| (self.field(i), p))?);
         }
-        Ok((id, ts, event_type, numeric))
+        Ok(CsvRow {
+            id,
+            ts,
+            event_type,
+            numeric,
+        })
     }
+}
+
+/// One valid CSV event, borrowing its text from the record.
+struct CsvRow<'r> {
+    id: &'r str,
+    ts: i64,
+    event_type: &'r str,
+    numeric: Vec<f64>,
 }
 
 fn read_csv_rows<R: Read>(input: R, b: &mut Builder<'_>) -> Result<(), ReadError> {
@@ -695,7 +721,7 @@ fn read_csv_rows<R: Read>(input: R, b: &mut Builder<'_>) -> Result<(), ReadError
         let line = rec.position().map_or(0, |p| p.line());
         b.report.rows += 1;
         match layout.parse(&rec) {
-            Ok((id, ts, event_type, numeric)) => b.push(line, id, ts, event_type, numeric),
+            Ok(row) => b.push(line, row.id, row.ts, row.event_type, row.numeric),
             Err((field, problem)) => b.bad(line, field, problem)?,
         }
     }
@@ -812,54 +838,68 @@ struct JsonColumns {
     seen_required: [bool; 3],
 }
 
+/// One JSONL object split into its required fields and numeric values, before any new
+/// column is committed.
+struct JsonSplit<'v> {
+    required: JsonRequired<'v>,
+    /// (column index, value); indices past the known columns refer to `new_names`.
+    values: Vec<(usize, f64)>,
+    new_names: Vec<&'v str>,
+}
+
 impl JsonColumns {
-    /// Splits an object into its required fields and numeric values (width = columns so far).
-    fn parse<'v>(&mut self, obj: &'v OrderedObject) -> RowResult<(JsonRequired<'v>, Vec<f64>)> {
-        let mut req = JsonRequired::default();
-        let mut pending: Vec<(usize, f64)> = Vec::new();
-        let mut new_names: Vec<&str> = Vec::new();
+    /// Splits an object; records which required keys it has.
+    fn split<'v>(&mut self, obj: &'v OrderedObject) -> RowResult<JsonSplit<'v>> {
+        let mut out = JsonSplit {
+            required: JsonRequired::default(),
+            values: Vec::new(),
+            new_names: Vec::new(),
+        };
         for (pos, (key, value)) in obj.0.iter().enumerate() {
             if obj.0[..pos].iter().any(|(k, _)| k == key) {
                 return Err(key_err(key, Problem::DuplicateKey));
             }
             let slot = match key.as_str() {
-                "ticket_id" => &mut req.id,
-                "timestamp" => &mut req.timestamp,
-                "event_type" => &mut req.event_type,
+                "ticket_id" => &mut out.required.id,
+                "timestamp" => &mut out.required.timestamp,
+                "event_type" => &mut out.required.event_type,
                 _ => {
                     let v = match value {
                         Value::Null => f64::NAN,
-                        Value::Number(n) => n.as_f64().filter(|v| v.is_finite()).ok_or_else(|| {
-                            key_err(key, Problem::NonFinite(n.to_string()))
-                        })?,
+                        Value::Number(n) => n
+                            .as_f64()
+                            .filter(|v| v.is_finite())
+                            .ok_or_else(|| key_err(key, Problem::NonFinite(n.to_string())))?,
                         v => return Err(json_type(key, "a number or null", v)),
                     };
-                    let col = match self.index.get(key.as_str()) {
-                        Some(&c) => c,
-                        None => {
-                            new_names.push(key);
-                            self.names.len() + new_names.len() - 1
-                        }
-                    };
-                    pending.push((col, v));
+                    let col = self.index.get(key.as_str()).copied().unwrap_or_else(|| {
+                        out.new_names.push(key);
+                        self.names.len() + out.new_names.len() - 1
+                    });
+                    out.values.push((col, v));
                     continue;
                 }
             };
             *slot = Some(value);
         }
-        for (k, seen) in [&req.id, &req.timestamp, &req.event_type].iter().zip(&mut self.seen_required) {
+        let r = &out.required;
+        for (k, seen) in [r.id, r.timestamp, r.event_type].iter().zip(&mut self.seen_required) {
             *seen |= k.is_some();
         }
-        // Columns are committed only for rows whose numeric part is valid.
+        Ok(out)
+    }
+
+    /// Adds the row's new columns (only valid rows get here) and returns its numeric values.
+    fn commit(&mut self, values: Vec<(usize, f64)>, new_names: Vec<&str>) -> Vec<f64> {
         for name in new_names {
             self.index.insert(name.to_string(), self.names.len());
             self.names.push(name.to_string());
         }
         let mut numeric = vec![f64::NAN; self.names.len()];
-        for (c, v) in pending {
+        for (c, v) in values {
             numeric[c] = v;
         }
-        Ok((req, numeric))
+        numeric
     }
 }
 
@@ -879,11 +919,11 @@ fn parse_json_line(line: &[u8], cols: &mut JsonColumns) -> RowResult<JsonEvent> 
         };
         (None, problem)
     })?;
-    let (req, numeric) = cols.parse(&obj)?;
-    let id = json_ticket_id(req.id)?;
-    let ts = json_timestamp(req.timestamp)?;
-    let event_type = json_event_type(req.event_type)?.to_string();
-    Ok((id, ts, event_type, numeric))
+    let split = cols.split(&obj)?;
+    let id = json_ticket_id(split.required.id)?;
+    let ts = json_timestamp(split.required.timestamp)?;
+    let event_type = json_event_type(split.required.event_type)?.to_string();
+    Ok((id, ts, event_type, cols.commit(split.values, split.new_names)))
 }
 
 fn read_jsonl_rows<R: Read>(input: R, b: &mut Builder<'_>) -> Result<(), ReadError> {

@@ -124,7 +124,10 @@ pub fn check_writable(log: &EventLog) -> Result<(), WriteError> {
         }
         for (k, e) in t.events.iter().enumerate() {
             if !in_range(e.timestamp_ms) {
-                return Err(bad(format!("event {k}: timestamp_ms {} is outside years 0000-9999", e.timestamp_ms)));
+                return Err(bad(format!(
+                    "event {k}: timestamp_ms {} is outside years 0000-9999",
+                    e.timestamp_ms
+                )));
             }
             if e.event_type.is_empty() {
                 return Err(bad(format!("event {k}: empty event type")));
@@ -149,7 +152,10 @@ pub fn check_writable(log: &EventLog) -> Result<(), WriteError> {
 /// Call [`check_writable`] first; this writes whatever it is given.
 pub fn write_events<W: Write>(out: W, log: &EventLog) -> io::Result<()> {
     let mut w = csv::WriterBuilder::new().buffer_capacity(1 << 16).from_writer(out);
-    let header = REQUIRED_COLUMNS.iter().copied().chain(log.numeric_columns.iter().map(String::as_str));
+    let header = REQUIRED_COLUMNS
+        .iter()
+        .copied()
+        .chain(log.numeric_columns.iter().map(String::as_str));
     w.write_record(header)?;
     let mut num = String::new();
     for t in &log.tickets {
@@ -249,7 +255,10 @@ fn io_err(path: &Path, error: io::Error) -> WriteError {
 /// Writes a synced temporary sibling of `path` with `fill` and returns its path.
 fn write_temp(path: &Path, fill: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>) -> Result<PathBuf, WriteError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp = path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
     let result = File::create(&tmp).and_then(|f| {
@@ -295,7 +304,20 @@ mod tests {
 
     #[test]
     fn numbers_round_trip() {
-        for v in [0.0, -0.0, 1.0, 3.0, -0.25, 0.1, 1e-7, 123456.789, 1e300, -2.5e-300, f64::MIN_POSITIVE, f64::MAX] {
+        for v in [
+            0.0,
+            -0.0,
+            1.0,
+            3.0,
+            -0.25,
+            0.1,
+            1e-7,
+            123456.789,
+            1e300,
+            -2.5e-300,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+        ] {
             let mut s = String::new();
             push_number(&mut s, v);
             assert_eq!(s.parse::<f64>().unwrap().to_bits(), v.to_bits(), "{v} -> {s}");

@@ -49,7 +49,10 @@ impl Calendar {
     pub(super) fn opening_time(&self, rng: &mut ChaCha8Rng) -> i64 {
         let total = *self.cumulative.last().expect("span_days >= 1");
         let x = unit(rng) * total;
-        let d = self.cumulative.partition_point(|&c| c <= x).min(self.cumulative.len() - 1);
+        let d = self
+            .cumulative
+            .partition_point(|&c| c <= x)
+            .min(self.cumulative.len() - 1);
         let hour = pick(rng, &HOUR_WEIGHTS) as i64;
         let within = (unit(rng) * HOUR_MS as f64) as i64;
         (self.first_day + d as i64) * DAY_MS + hour * HOUR_MS + within

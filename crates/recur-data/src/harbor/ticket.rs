@@ -44,18 +44,18 @@ const KINDS: [Kind; 12] = [
 /// Base rate of each next event per topic (technical, billing, account), before the
 /// adjustments for the previous event and the ticket's state.
 const BASE_WEIGHTS: [[f64; 3]; 12] = [
-    [0.0, 0.0, 0.0],       // opened: only first
-    [0.24, 0.24, 0.24],    // customer_message
-    [0.24, 0.24, 0.24],    // agent_reply
-    [0.09, 0.09, 0.09],    // status_change
-    [0.055, 0.055, 0.055], // sla_tick
-    [0.07, 0.015, 0.02],   // integration_webhook
-    [0.02, 0.015, 0.015],  // priority_raised
-    [0.002, 0.04, 0.008],  // refund_approved
-    [0.001, 0.022, 0.005], // chargeback_filed
-    [0.012, 0.01, 0.01],   // reopened
-    [0.10, 0.09, 0.09],    // internal_note
-    [0.05, 0.04, 0.05],    // assignment_change
+    [0.0, 0.0, 0.0],          // opened: only first
+    [0.24, 0.24, 0.24],       // customer_message
+    [0.24, 0.24, 0.24],       // agent_reply
+    [0.09, 0.09, 0.09],       // status_change
+    [0.055, 0.055, 0.055],    // sla_tick
+    [0.07, 0.015, 0.02],      // integration_webhook
+    [0.012, 0.01, 0.01],      // priority_raised
+    [0.002, 0.03, 0.006],     // refund_approved
+    [0.0002, 0.0025, 0.0008], // chargeback_filed
+    [0.006, 0.005, 0.005],    // reopened
+    [0.10, 0.09, 0.09],       // internal_note
+    [0.05, 0.04, 0.05],       // assignment_change
 ];
 
 /// Gap before an event of each kind: (median minutes, log-scale sigma, done by an agent).
@@ -74,8 +74,14 @@ const GAPS: [(f64, f64, bool); 12] = [
     (60.0, 1.0, true),    // assignment_change
 ];
 
+/// Busy threads move faster: gaps scale with (length / median length)^-PACE_EXPONENT, within
+/// PACE_RANGE, except for SLA timers, chargebacks and reopenings, which run on outside clocks.
+const PACE_EXPONENT: f64 = 0.3;
+const PACE_RANGE: (f64, f64) = (0.3, 1.5);
 /// Agents act faster on higher priorities: gap factor per priority code 1–4.
 const PRIORITY_SPEED: [f64; 4] = [1.0, 0.85, 0.65, 0.45];
+/// Background escalation risk relative to priority 2, per priority code 1–4.
+const PRIORITY_RISK: [f64; 4] = [0.6, 1.0, 1.6, 2.5];
 /// Gap between the ticks of a breach storm, minutes (uniform).
 const STORM_GAP_MIN: (i64, i64) = (10, 40);
 /// Ticks in a breach storm (uniform).
@@ -107,6 +113,8 @@ struct Sim<'a> {
     incident: bool,
     priority: u8,
     mood: f64,
+    /// Gap factor from the thread length.
+    pace: f64,
     t: i64,
     prev: Kind,
     refunds: u32,
@@ -148,6 +156,7 @@ impl<'a> Sim<'a> {
             incident,
             priority,
             mood,
+            pace: 1.0,
             t,
             prev: Kind::Opened,
             refunds: 0,
@@ -163,7 +172,11 @@ impl<'a> Sim<'a> {
     fn length(&mut self) -> usize {
         let z = normal(&mut self.rng);
         let n = (self.story.length_median * (self.story.length_sigma() * z).exp()).round();
-        n.clamp(1.0, f64::from(self.story.max_length)) as usize
+        let n = n.clamp(1.0, f64::from(self.story.max_length));
+        self.pace = (n / self.story.length_median)
+            .powf(-PACE_EXPONENT)
+            .clamp(PACE_RANGE.0, PACE_RANGE.1);
+        n as usize
     }
 
     fn minutes(&mut self, median: f64, sigma: f64) -> i64 {
@@ -181,7 +194,8 @@ impl<'a> Sim<'a> {
         };
         for i in 0..ticks {
             if i > 0 {
-                t += int_in(&mut self.rng, STORM_GAP_MIN.0, STORM_GAP_MIN.1) * 60_000 + int_in(&mut self.rng, 0, 59_999);
+                let minutes = int_in(&mut self.rng, STORM_GAP_MIN.0, STORM_GAP_MIN.1);
+                t += minutes * 60_000 + int_in(&mut self.rng, 0, 59_999);
             }
             if let Some(at) = self.due_escalation(t) {
                 return self.escalate(at);
@@ -232,11 +246,13 @@ impl<'a> Sim<'a> {
     /// When an event of `kind` following the current one happens.
     fn next_time(&mut self, kind: Kind) -> i64 {
         let (median, sigma, by_agent) = GAPS[kind as usize];
-        let median = if by_agent {
-            median * PRIORITY_SPEED[usize::from(self.priority - 1)]
-        } else {
-            median
-        };
+        let mut median = median;
+        if by_agent {
+            median *= PRIORITY_SPEED[usize::from(self.priority - 1)];
+        }
+        if !matches!(kind, Kind::SlaTick | Kind::ChargebackFiled | Kind::Reopened) {
+            median *= self.pace;
+        }
         let t = self.t + self.minutes(median, sigma);
         if by_agent {
             agent_time(&mut self.rng, t)
@@ -319,7 +335,11 @@ impl<'a> Sim<'a> {
             Kind::Reopened => self.trigger(s.reopen, Cause::Reopen),
             _ => {}
         }
-        self.trigger(s.background, Cause::Background);
+        let background = Trigger {
+            p: s.background.p * PRIORITY_RISK[usize::from(self.priority - 1)],
+            ..s.background
+        };
+        self.trigger(background, Cause::Background);
     }
 
     /// With probability `p`, starts a clock that escalates the ticket after the trigger's delay.

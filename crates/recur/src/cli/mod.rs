@@ -1,6 +1,7 @@
 //! Command-line definition: one module per subcommand, each with its clap `Args`, a validated
 //! `Plan` built from them, and `run`.
 
+mod harbor;
 mod import_torch;
 mod run;
 
@@ -26,6 +27,8 @@ pub enum Command {
     ImportTorch(import_torch::Args),
     /// Run a model on a batch of sequences stored as .npy files.
     Run(run::Args),
+    /// Synthetic Harbor Support ticket logs (`recur harbor generate`).
+    Harbor(harbor::Args),
 }
 
 impl Command {
@@ -34,6 +37,7 @@ impl Command {
         match self {
             Command::ImportTorch(args) => import_torch::Plan::try_from(args)?.run(out),
             Command::Run(args) => run::Plan::try_from(args)?.run(out),
+            Command::Harbor(args) => harbor::Plan::try_from(args)?.run(out),
         }
     }
 }
