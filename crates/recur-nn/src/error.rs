@@ -41,3 +41,17 @@ pub enum NnError {
 
 /// Result alias for this crate.
 pub type Result<T, E = NnError> = std::result::Result<T, E>;
+
+/// `Ok` when a flat tensor of `got` elements has the shape `expected`, else a
+/// [`NnError::Shape`] naming it.
+pub(crate) fn check_len(name: &str, got: usize, expected: Vec<usize>) -> Result<()> {
+    if got == expected.iter().product::<usize>() {
+        Ok(())
+    } else {
+        Err(NnError::Shape {
+            name: name.into(),
+            got: vec![got],
+            expected,
+        })
+    }
+}

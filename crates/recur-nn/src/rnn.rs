@@ -8,7 +8,7 @@ use recur_kernels::{kernels, Float, KernelChoice, Kernels, PackedGemv};
 use crate::config::RnnConfig;
 use crate::dropout::DropoutMasks;
 use crate::engine;
-use crate::error::{NnError, Result};
+use crate::error::{check_len, NnError, Result};
 use crate::packed::Packing;
 use crate::params::{layout, LayerIndex, ParamBuffer};
 
@@ -290,17 +290,6 @@ impl<T: Float> Rnn<T> {
 
     fn check(&self, x: &SeqBatch<'_, T>, state: &State<'_, T>) -> Result<Packing> {
         let cfg = &self.cfg;
-        let shape = |name: &str, got: usize, expected: Vec<usize>| {
-            if got == expected.iter().product::<usize>() {
-                Ok(())
-            } else {
-                Err(NnError::Shape {
-                    name: name.into(),
-                    got: vec![got],
-                    expected,
-                })
-            }
-        };
         if x.features != cfg.input_size {
             return Err(NnError::Shape {
                 name: "input".into(),
@@ -314,13 +303,13 @@ impl<T: Float> Rnn<T> {
                 x.batch, x.time
             )));
         }
-        shape("input", x.data.len(), vec![x.batch, x.time, x.features])?;
+        check_len("input", x.data.len(), vec![x.batch, x.time, x.features])?;
         let ld = cfg.num_layers * cfg.directions();
         if let Some(h0) = state.h0 {
-            shape("h0", h0.len(), vec![ld, x.batch, cfg.h_out()])?;
+            check_len("h0", h0.len(), vec![ld, x.batch, cfg.h_out()])?;
         }
         match (state.c0, cfg.has_cell_state()) {
-            (Some(c0), true) => shape("c0", c0.len(), vec![ld, x.batch, cfg.hidden_size])?,
+            (Some(c0), true) => check_len("c0", c0.len(), vec![ld, x.batch, cfg.hidden_size])?,
             (Some(_), false) => return Err(NnError::Invalid("c0 is only accepted by LSTM models".into())),
             _ => {}
         }

@@ -4,7 +4,7 @@ use recur_kernels::{reference, Accum, Float, Kernels, MatMut, MatRef};
 
 use super::{mul, mul_in_place, steps, Dims, DirTape, DirWeights, TapeInner};
 use crate::config::CellKind;
-use crate::error::{NnError, Result};
+use crate::error::{check_len, NnError, Result};
 use crate::packed::Packing;
 use crate::params::{LayerIndex, ParamBuffer};
 use crate::rnn::{BackwardOptions, Gradients, PackedStep, Rnn};
@@ -22,23 +22,12 @@ pub(crate) fn backward<T: Float>(
     let (b, d_n, h_out, h) = (pk.batch, cfg.directions(), cfg.h_out(), cfg.hidden_size);
     let lstm = cfg.cell == CellKind::Lstm;
     let ld_n = cfg.num_layers * d_n;
-    let check = |name: &str, got: usize, expected: Vec<usize>| {
-        if got == expected.iter().product::<usize>() {
-            Ok(())
-        } else {
-            Err(NnError::Shape {
-                name: name.into(),
-                got: vec![got],
-                expected,
-            })
-        }
-    };
-    check("d_output", d_output.len(), vec![b, pk.time, d_n * h_out])?;
+    check_len("d_output", d_output.len(), vec![b, pk.time, d_n * h_out])?;
     if let Some(g) = d_hn {
-        check("d_hn", g.len(), vec![ld_n, b, h_out])?;
+        check_len("d_hn", g.len(), vec![ld_n, b, h_out])?;
     }
     match (d_cn, lstm) {
-        (Some(g), true) => check("d_cn", g.len(), vec![ld_n, b, h])?,
+        (Some(g), true) => check_len("d_cn", g.len(), vec![ld_n, b, h])?,
         (Some(_), false) => return Err(NnError::Invalid("d_cn is only accepted by LSTM models".into())),
         _ => {}
     }
