@@ -4,7 +4,7 @@
 //! layers, configs or files: every kernel is a free function over slices with explicit
 //! dimensions, never allocates, and asserts its shape contract.
 //!
-//! * [`reference`] holds the plain kernels, generic over `f32` and `f64`. They define the
+//! * [`reference`](mod@reference) holds the plain kernels, generic over `f32` and `f64`. They define the
 //!   semantics; every fast kernel is tested against them.
 //! * [`dispatch`] detects the CPU once at run time and hands out a [`dispatch::Kernels`] table
 //!   whose entries are the fastest implementation this CPU supports (or the reference ones when
