@@ -97,8 +97,12 @@ pub(crate) fn forward<T: Float>(
                 out_mask = pk.pack_padded(&ms.between[l], crate::rnn::Layout::BatchFirst, d_n * h_out);
             }
         }
-        let next = if out_mask.is_empty() {
-            layer_out.clone()
+        // The last layer's output stays in `layer_out`; a lower layer's output becomes the
+        // next input (moved, or masked into a new buffer).
+        let next = if l + 1 == cfg.num_layers {
+            Vec::new()
+        } else if out_mask.is_empty() {
+            std::mem::take(&mut layer_out)
         } else {
             mul(&layer_out, &out_mask)
         };

@@ -34,13 +34,19 @@
 //! once). The result is serialised with the checkpoint ([`Preprocessor::to_json`]) and
 //! applied unchanged in evaluation and serving.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::labels::Sample;
 use crate::schema::{Event, EventLog, Ticket, DAY_MS, HOUR_MS};
+
+mod scaler;
+mod vocab;
+
+pub use scaler::{ChannelScale, Scaler};
+pub use vocab::Vocabulary;
 
 /// Names of the time channels that precede the numeric columns.
 pub const TIME_CHANNELS: [&str; 9] = [
@@ -119,248 +125,6 @@ impl Default for FeatureConfig {
         Self {
             min_count: 1,
             model_dim: 64,
-        }
-    }
-}
-
-/// Event types known to the model; id 0 is the unknown bucket, known types follow in
-/// descending training frequency, ties by name.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "VocabularyRepr", into = "VocabularyRepr")]
-pub struct Vocabulary {
-    types: Vec<String>,
-    counts: Vec<u64>,
-    index: HashMap<String, u32>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VocabularyRepr {
-    types: Vec<String>,
-    counts: Vec<u64>,
-}
-
-impl TryFrom<VocabularyRepr> for Vocabulary {
-    type Error = FeatureError;
-
-    fn try_from(r: VocabularyRepr) -> Result<Self, FeatureError> {
-        if r.types.len() != r.counts.len() {
-            return Err(FeatureError::Invalid(format!(
-                "{} types but {} counts",
-                r.types.len(),
-                r.counts.len()
-            )));
-        }
-        let index: HashMap<String, u32> = r
-            .types
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32 + 1))
-            .collect();
-        if index.len() != r.types.len() {
-            return Err(FeatureError::Invalid("duplicate event type in vocabulary".into()));
-        }
-        Ok(Self {
-            types: r.types,
-            counts: r.counts,
-            index,
-        })
-    }
-}
-
-impl From<Vocabulary> for VocabularyRepr {
-    fn from(v: Vocabulary) -> Self {
-        Self {
-            types: v.types,
-            counts: v.counts,
-        }
-    }
-}
-
-impl Vocabulary {
-    /// Builds a vocabulary from `(type, count)` pairs, keeping counts `>= min_count`, sorted by
-    /// descending count then name.
-    pub fn from_counts(counts: impl IntoIterator<Item = (String, u64)>, min_count: u64) -> Self {
-        let mut pairs: Vec<(String, u64)> = counts.into_iter().filter(|(_, c)| *c >= min_count).collect();
-        pairs.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let (types, counts): (Vec<String>, Vec<u64>) = pairs.into_iter().unzip();
-        Self::try_from(VocabularyRepr { types, counts }).expect("counted types are distinct")
-    }
-
-    /// Fits on the events visible to `samples` (each event once).
-    pub fn fit(log: &EventLog, samples: &[Sample], min_count: u64) -> Result<Self, FeatureError> {
-        let mut counts: HashMap<&str, u64> = HashMap::new();
-        for (ticket, len) in visible_extent(log, samples)? {
-            for e in &log.tickets[ticket].events[..len] {
-                *counts.entry(e.event_type.as_str()).or_default() += 1;
-            }
-        }
-        Ok(Self::from_counts(
-            counts.into_iter().map(|(t, c)| (t.to_owned(), c)),
-            min_count,
-        ))
-    }
-
-    /// The id of `event_type`: its position + 1, or 0 when unknown.
-    pub fn id(&self, event_type: &str) -> u32 {
-        self.index.get(event_type).copied().unwrap_or(0)
-    }
-
-    /// Number of ids including the unknown bucket (rows of the embedding table).
-    pub fn len(&self) -> usize {
-        self.types.len() + 1
-    }
-
-    /// Always false: the unknown bucket is always there.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
-    /// The name of id `id` ([`UNKNOWN_TYPE`] for 0).
-    ///
-    /// # Panics
-    /// When `id >= self.len()`.
-    pub fn name(&self, id: u32) -> &str {
-        match id {
-            0 => UNKNOWN_TYPE,
-            i => &self.types[i as usize - 1],
-        }
-    }
-
-    /// Known types in id order (id = position + 1).
-    pub fn types(&self) -> &[String] {
-        &self.types
-    }
-
-    /// Training counts of the known types, aligned with [`Vocabulary::types`].
-    pub fn counts(&self) -> &[u64] {
-        &self.counts
-    }
-}
-
-/// Standardisation of one scalar channel.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelScale {
-    /// Channel name.
-    pub name: String,
-    /// Training mean of the present values (0 when there were none).
-    pub mean: f64,
-    /// Training standard deviation of the present values (1 when it was 0 or undefined).
-    pub std: f64,
-}
-
-/// Per-channel standardisation of the time channels and numeric columns, with a missing
-/// indicator for each numeric column that had a missing value in training.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Scaler {
-    channels: Vec<ChannelScale>,
-    missing_indicator: Vec<bool>,
-}
-
-impl Scaler {
-    /// Fits on the events visible to `samples` (each event once) of `log`.
-    ///
-    /// # Panics
-    /// When an event's numeric values do not match `log.numeric_columns` (readers never
-    /// produce such events).
-    pub fn fit(log: &EventLog, samples: &[Sample]) -> Result<Self, FeatureError> {
-        let n_numeric = log.numeric_columns.len();
-        let n = TIME_CHANNELS.len() + n_numeric;
-        let mut stats = vec![Welford::default(); n];
-        let mut missing = vec![false; n_numeric];
-        let mut raw = vec![0.0; n];
-        for (ticket, len) in visible_extent(log, samples)? {
-            let events = &log.tickets[ticket].events;
-            for i in 0..len {
-                raw_step(events, i, &mut raw);
-                for (s, &x) in stats.iter_mut().zip(&raw) {
-                    s.push(x);
-                }
-                for (m, &x) in missing.iter_mut().zip(&raw[TIME_CHANNELS.len()..]) {
-                    *m |= !x.is_finite();
-                }
-            }
-        }
-        let names = TIME_CHANNELS
-            .iter()
-            .map(|s| s.to_string())
-            .chain(log.numeric_columns.iter().cloned());
-        let channels = names
-            .zip(&stats)
-            .map(|(name, s)| ChannelScale {
-                name,
-                mean: s.mean(),
-                std: s.std(),
-            })
-            .collect();
-        Ok(Self {
-            channels,
-            missing_indicator: missing,
-        })
-    }
-
-    /// Number of numeric columns this scaler expects per event.
-    pub fn n_numeric(&self) -> usize {
-        self.missing_indicator.len()
-    }
-
-    /// Number of scalar channels per step (scaled channels plus missing indicators).
-    pub fn n_scalars(&self) -> usize {
-        self.channels.len() + self.missing_indicator.iter().filter(|&&m| m).count()
-    }
-
-    /// The scaled channels, in order.
-    pub fn channels(&self) -> &[ChannelScale] {
-        &self.channels
-    }
-
-    /// Names of all `n_scalars` channels, in order.
-    pub fn channel_names(&self) -> Vec<String> {
-        let numeric = &self.channels[TIME_CHANNELS.len()..];
-        let indicators = numeric.iter().zip(&self.missing_indicator).filter(|(_, &m)| m);
-        let indicators = indicators.map(|(c, _)| format!("{}_missing", c.name));
-        self.channels.iter().map(|c| c.name.clone()).chain(indicators).collect()
-    }
-
-    /// Writes the scaled channels of step `i` of `events` into `out` (`n_scalars` values);
-    /// `raw` is scratch space.
-    #[track_caller]
-    fn scale_step(&self, events: &[Event], i: usize, raw: &mut Vec<f64>, out: &mut [f32]) {
-        assert_eq!(out.len(), self.n_scalars(), "scalar output length");
-        raw.resize(self.channels.len(), 0.0);
-        raw_step(events, i, raw);
-        for ((o, &x), c) in out.iter_mut().zip(raw.iter()).zip(&self.channels) {
-            *o = if x.is_finite() {
-                ((x - c.mean) / c.std) as f32
-            } else {
-                0.0
-            };
-        }
-        let numeric = &raw[TIME_CHANNELS.len()..];
-        let indicators = numeric.iter().zip(&self.missing_indicator).filter(|(_, &m)| m);
-        for (o, (&x, _)) in out[self.channels.len()..].iter_mut().zip(indicators) {
-            *o = if x.is_finite() { 0.0 } else { 1.0 };
-        }
-    }
-
-    fn validate(&self) -> Result<(), FeatureError> {
-        if self.channels.len() != TIME_CHANNELS.len() + self.missing_indicator.len() {
-            return Err(FeatureError::Invalid(
-                "scaler channel count disagrees with its numeric columns".into(),
-            ));
-        }
-        match self
-            .channels
-            .iter()
-            .find(|c| !(c.mean.is_finite() && c.std.is_finite() && c.std > 0.0))
-        {
-            Some(c) => Err(FeatureError::Invalid(format!(
-                "channel `{}` has mean {} std {}",
-                c.name, c.mean, c.std
-            ))),
-            None => Ok(()),
         }
     }
 }
@@ -565,7 +329,7 @@ pub(crate) fn visible_extent(log: &EventLog, samples: &[Sample]) -> Result<BTree
 
 /// Unscaled channels of step `i` (time channels, then numeric columns) into `out`.
 #[track_caller]
-fn raw_step(events: &[Event], i: usize, out: &mut [f64]) {
+pub(super) fn raw_step(events: &[Event], i: usize, out: &mut [f64]) {
     let e = &events[i];
     let hours = |ms: i64| ms as f64 / HOUR_MS as f64;
     let since_open = hours(e.timestamp_ms - events[0].timestamp_ms);
@@ -601,65 +365,9 @@ fn raw_step(events: &[Event], i: usize, out: &mut [f64]) {
     numeric.copy_from_slice(&e.numeric);
 }
 
-/// Running mean and variance over finite values.
-#[derive(Clone, Copy, Debug, Default)]
-struct Welford {
-    n: u64,
-    mean: f64,
-    m2: f64,
-}
-
-impl Welford {
-    fn push(&mut self, x: f64) {
-        if !x.is_finite() {
-            return;
-        }
-        self.n += 1;
-        let d = x - self.mean;
-        self.mean += d / self.n as f64;
-        self.m2 += d * (x - self.mean);
-    }
-
-    fn mean(&self) -> f64 {
-        self.mean
-    }
-
-    fn std(&self) -> f64 {
-        let std = if self.n > 0 {
-            (self.m2 / self.n as f64).sqrt()
-        } else {
-            0.0
-        };
-        if std.is_finite() && std > 1e-12 {
-            std
-        } else {
-            1.0
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn vocabulary_orders_by_count_then_name() {
-        let v = Vocabulary::from_counts([("b".into(), 3), ("a".into(), 3), ("c".into(), 9), ("d".into(), 1)], 2);
-        assert_eq!(v.types(), ["c", "a", "b"]);
-        assert_eq!(v.id("c"), 1);
-        assert_eq!(v.id("d"), 0);
-        assert_eq!(v.name(0), UNKNOWN_TYPE);
-    }
-
-    #[test]
-    fn welford_constant_channel_gets_unit_std() {
-        let mut w = Welford::default();
-        for _ in 0..5 {
-            w.push(2.5);
-        }
-        w.push(f64::NAN);
-        assert_eq!((w.mean(), w.std()), (2.5, 1.0));
-    }
 
     #[test]
     fn monday_midnight_has_week_phase_zero() {
