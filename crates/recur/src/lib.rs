@@ -19,7 +19,6 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-mod fsutil;
 pub mod model_dir;
 pub mod npy_run;
 pub mod tensors;

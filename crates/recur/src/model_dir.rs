@@ -30,8 +30,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::fsutil::{parent_of, sync_dir, unique_sibling, write_synced, DirGuard};
 use crate::tensors::{fill_params, serialize_params, views_by_name, DtypePolicy, TensorError};
+use recur_train::fsutil::{parent_of, sync_dir, unique_sibling, write_synced, DirGuard};
 
 /// File name of the configuration.
 pub const CONFIG_FILE: &str = "config.json";

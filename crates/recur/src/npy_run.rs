@@ -24,7 +24,7 @@ use ndarray_npy::{ReadNpyError, ReadableElement, WriteNpyExt};
 use recur_nn::{NnError, Rnn, RnnConfig, RnnOutput, SeqBatch, State};
 use thiserror::Error;
 
-use crate::fsutil::write_atomic;
+use recur_train::fsutil::write_atomic;
 
 /// File name of the output sequence.
 pub const OUTPUT_FILE: &str = "output.npy";

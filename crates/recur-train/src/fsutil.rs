@@ -8,19 +8,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Creates (or truncates) `path`, writes `bytes` and fsyncs the file.
-pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut f = File::create(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }
 
 /// Fsyncs a directory so that entries created, renamed or removed in it are durable.
-pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
+pub fn sync_dir(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
 }
 
 /// The directory that holds `path` (`.` for a bare file name).
-pub(crate) fn parent_of(path: &Path) -> PathBuf {
+pub fn parent_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -28,7 +28,7 @@ pub(crate) fn parent_of(path: &Path) -> PathBuf {
 }
 
 /// A path next to `path` that does not exist yet: `.<name>.<tag>-<pid>-<nanos>-<n>`.
-pub(crate) fn unique_sibling(path: &Path, tag: &str) -> PathBuf {
+pub fn unique_sibling(path: &Path, tag: &str) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let name = path
         .file_name()
@@ -44,7 +44,7 @@ pub(crate) fn unique_sibling(path: &Path, tag: &str) -> PathBuf {
 
 /// Writes `bytes` to `path` atomically: a synced temporary sibling is renamed over `path`,
 /// then the parent directory is synced. The temporary file is removed on failure.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = unique_sibling(path, "tmp");
     let result = write_synced(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
     if result.is_err() {
@@ -55,24 +55,24 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Removes a directory tree when dropped, unless [`DirGuard::disarm`] was called.
-pub(crate) struct DirGuard {
+pub struct DirGuard {
     path: Option<PathBuf>,
 }
 
 impl DirGuard {
     /// Creates the directory `path` (which must not exist) and guards it.
-    pub(crate) fn create(path: PathBuf) -> io::Result<Self> {
+    pub fn create(path: PathBuf) -> io::Result<Self> {
         fs::create_dir(&path)?;
         Ok(DirGuard { path: Some(path) })
     }
 
     /// The guarded directory.
-    pub(crate) fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         self.path.as_deref().expect("guard is armed")
     }
 
     /// Keeps the directory (it has been renamed into place).
-    pub(crate) fn disarm(mut self) {
+    pub fn disarm(mut self) {
         self.path = None;
     }
 }

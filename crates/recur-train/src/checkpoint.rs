@@ -1,0 +1,1 @@
+//! Checkpoint directories (written below).

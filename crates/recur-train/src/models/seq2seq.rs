@@ -1,0 +1,1 @@
+//! Encoder-decoder with attention (written below).

@@ -1,0 +1,83 @@
+//! The view of a model that optimizers, clipping and checkpoints work on: a fixed, ordered
+//! list of named flat parameter buffers.
+
+use std::collections::BTreeMap;
+
+use recur_nn::ParamBuffer;
+
+use crate::error::{Result, TrainError};
+
+/// Tensors by full name (`prefix.name`): shape and row-major data. Used for checkpoints and
+/// for optimizer state.
+pub type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// A trainable model: its parameters are a fixed, ordered list of [`ParamBuffer`]s, each with a
+/// prefix (`encoder`, `head`, ...). The checkpoint name of tensor `n` in the buffer with prefix
+/// `p` is `p.n` (PyTorch `state_dict` style, e.g. `rnn.weight_ih_l0`, `head.weight`).
+///
+/// Gradients are a `Vec<ParamBuffer<f32>>` in the same order and with the same layouts, as
+/// returned by [`Module::zero_grads`].
+pub trait Module {
+    /// `(prefix, buffer)` pairs, always in the same order.
+    fn buffers(&self) -> Vec<(&'static str, &ParamBuffer<f32>)>;
+
+    /// The same buffers, mutable and in the same order. Implementations must invalidate any
+    /// cache derived from the parameters (e.g. through `Rnn::params_mut`).
+    fn buffers_mut(&mut self) -> Vec<&mut ParamBuffer<f32>>;
+
+    /// Zero gradients: one buffer per parameter buffer, same layouts.
+    fn zero_grads(&self) -> Vec<ParamBuffer<f32>> {
+        self.buffers().into_iter().map(|(_, b)| b.zeros_like()).collect()
+    }
+
+    /// Total number of scalar parameters.
+    fn num_params(&self) -> usize {
+        self.buffers().iter().map(|(_, b)| b.as_slice().len()).sum()
+    }
+
+    /// Every tensor by full name.
+    fn named_tensors(&self) -> NamedTensors {
+        let mut out = NamedTensors::new();
+        for (prefix, buf) in self.buffers() {
+            for spec in buf.specs() {
+                let data = buf.as_slice()[spec.range()].to_vec();
+                out.insert(format!("{prefix}.{}", spec.name), (spec.shape.clone(), data));
+            }
+        }
+        out
+    }
+
+    /// Loads every tensor from `tensors`, checking names and shapes. Extra tensors in the map
+    /// are an error too, so that a checkpoint of another architecture cannot half-load.
+    fn load_named(&mut self, tensors: &NamedTensors) -> Result<()> {
+        let prefixes: Vec<&'static str> = self.buffers().into_iter().map(|(p, _)| p).collect();
+        let mut used = 0usize;
+        for (prefix, buf) in prefixes.into_iter().zip(self.buffers_mut()) {
+            let specs = buf.specs().to_vec();
+            for spec in specs {
+                let key = format!("{prefix}.{}", spec.name);
+                let (shape, data) = tensors
+                    .get(&key)
+                    .ok_or_else(|| TrainError::Invalid(format!("missing tensor `{key}`")))?;
+                buf.set(&spec.name, shape, data)
+                    .map_err(|e| TrainError::Invalid(format!("tensor `{key}`: {e}")))?;
+                used += 1;
+            }
+        }
+        if used != tensors.len() {
+            let known: std::collections::BTreeSet<String> = self.named_tensors().into_keys().collect();
+            let extra: Vec<&String> = tensors.keys().filter(|k| !known.contains(*k)).collect();
+            return Err(TrainError::Invalid(format!("unexpected tensors {extra:?}")));
+        }
+        Ok(())
+    }
+}
+
+/// Adds `src` into `dst` element-wise (gradient accumulation over several passes).
+pub fn accumulate(dst: &mut [ParamBuffer<f32>], src: &[ParamBuffer<f32>]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        for (a, b) in d.as_mut_slice().iter_mut().zip(s.as_slice()) {
+            *a += *b;
+        }
+    }
+}
