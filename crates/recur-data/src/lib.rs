@@ -12,6 +12,8 @@ pub mod harbor;
 pub mod labels;
 pub mod reader;
 pub mod schema;
+/// Time-series datasets: UEA/UCR `.ts` files, time-indexed CSV and a per-channel scaler.
+pub mod series;
 pub mod split;
 pub mod writer;
 

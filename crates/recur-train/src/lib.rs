@@ -29,6 +29,7 @@ pub mod models;
 pub mod optim;
 mod params;
 pub mod schedule;
+pub mod supervised;
 pub mod trainer;
 
 pub use error::{Result, TrainError};

@@ -41,7 +41,7 @@ pub fn bce_with_logits(logits: &[f32], targets: &[f32], pos_weight: Option<&[f32
     same_len("bce_with_logits", logits.len(), targets.len())?;
     let c = match pos_weight {
         None => 1,
-        Some(p) if !p.is_empty() && logits.len() % p.len() == 0 => p.len(),
+        Some(p) if !p.is_empty() && logits.len().is_multiple_of(p.len()) => p.len(),
         Some(p) => {
             return Err(TrainError::Invalid(format!(
                 "bce_with_logits: pos_weight has {} elements, which does not divide the {} logits",
@@ -190,7 +190,7 @@ pub fn l1(pred: &[f32], target: &[f32]) -> Result<LossOut> {
 /// `HuberLoss(delta=δ)`: `½d²` for `|d| ≤ δ`, else `δ·(|d| − ½δ)`, mean over elements.
 pub fn huber(pred: &[f32], target: &[f32], delta: f32) -> Result<LossOut> {
     same_len("huber", pred.len(), target.len())?;
-    if !(delta > 0.0) {
+    if delta.is_nan() || delta <= 0.0 {
         return Err(TrainError::config("huber_delta", format!("must be > 0, got {delta}")));
     }
     let (n, dl) = (pred.len().max(1) as f64, delta as f64);

@@ -212,11 +212,12 @@ impl Optimizer {
 
 fn sgd(cfg: &OptimizerConfig, step: u64, lr: f64, wd: f64, p: &mut [f32], g: &[f32], buf: &mut [f32]) {
     let (lr, wd) = (lr as f32, wd as f32);
-    let (mu, damp) = (cfg.momentum as f32, cfg.dampening as f32);
+    // `1 − τ` is a Python double in torch, rounded to f32 once (not `1 − f32(τ)`).
+    let (mu, keep) = (cfg.momentum as f32, (1.0 - cfg.dampening) as f32);
     for ((p, &g), b) in p.iter_mut().zip(g).zip(buf.iter_mut()) {
         let mut d = if wd != 0.0 { g + wd * *p } else { g };
         if mu != 0.0 {
-            *b = if step == 1 { d } else { *b * mu + (1.0 - damp) * d };
+            *b = if step == 1 { d } else { *b * mu + keep * d };
             d = if cfg.nesterov { d + mu * *b } else { *b };
         }
         *p += -lr * d;

@@ -21,6 +21,7 @@
 
 pub mod model_dir;
 pub mod npy_run;
+pub mod recipe;
 pub mod tensors;
 pub mod torch_import;
 

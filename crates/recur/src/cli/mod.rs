@@ -1,9 +1,11 @@
 //! Command-line definition: one module per subcommand, each with its clap `Args`, a validated
 //! `Plan` built from them, and `run`.
 
+mod eval;
 mod harbor;
 mod import_torch;
 mod run;
+mod train;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -29,6 +31,13 @@ pub enum Command {
     Run(run::Args),
     /// Synthetic Harbor Support ticket logs (`recur harbor generate`).
     Harbor(harbor::Args),
+    /// Train a model from data files (`.ts` classification, CSV series forecasting) with the
+    /// default recipe or a recipe file; writes a run directory.
+    Train(train::Args),
+    /// Score labelled data with a trained checkpoint and print the metrics as JSON.
+    Eval(eval::EvalArgs),
+    /// Predict with a trained checkpoint.
+    Predict(eval::PredictArgs),
 }
 
 impl Command {
@@ -38,6 +47,9 @@ impl Command {
             Command::ImportTorch(args) => import_torch::Plan::try_from(args)?.run(out),
             Command::Run(args) => run::Plan::try_from(args)?.run(out),
             Command::Harbor(args) => harbor::Plan::try_from(args)?.run(out),
+            Command::Train(args) => train::Plan::try_from(args)?.run(out),
+            Command::Eval(args) => eval::eval(args, out),
+            Command::Predict(args) => eval::predict(args, out),
         }
     }
 }

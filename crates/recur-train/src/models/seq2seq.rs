@@ -1,1 +1,0 @@
-//! Encoder-decoder with attention (written below).
