@@ -16,8 +16,8 @@
 //! length. Progress goes to stderr; the last stdout line is a JSON summary.
 //!
 //! Options (defaults in brackets): `--attention none|luong|bahdanau` [luong], `--epochs N`
-//! [12], `--embed E` [64], `--enc-hidden H` [256, per direction], `--hidden H` [256, decoder],
-//! `--enc-layers L` [1], `--batch B` [64], `--lr X` [2e-3], `--clip X` [5], `--beam K` [5],
+//! [15], `--embed E` [64], `--enc-hidden H` [256, per direction], `--hidden H` [256, decoder],
+//! `--enc-layers L` [1], `--batch B` [128], `--lr X` [2e-3], `--clip X` [5], `--beam K` [5],
 //! `--length-penalty A` [0], `--patience N` [3], `--sampling teacher|linear:K:C:MIN|exp:K|sigmoid:K`
 //! [teacher], `--max-train N` [all; a quick subset], `--seed S` [1].
 
@@ -60,7 +60,9 @@ struct Settings {
 fn parse_sampling(s: &str) -> Result<SamplingSchedule, Box<dyn Error>> {
     let parts: Vec<&str> = s.split(':').collect();
     let num = |i: usize| -> Result<f64, Box<dyn Error>> {
-        let v = parts.get(i).ok_or_else(|| format!("--sampling {s}: missing parameter {i}"))?;
+        let v = parts
+            .get(i)
+            .ok_or_else(|| format!("--sampling {s}: missing parameter {i}"))?;
         Ok(v.parse()?)
     };
     let sched = match parts[0] {
@@ -82,12 +84,12 @@ fn parse_args() -> Result<Settings, Box<dyn Error>> {
     let mut s = Settings {
         data: String::new(),
         attention: AttentionKind::Luong,
-        epochs: 12,
+        epochs: 15,
         embed: 64,
         enc_hidden: 256,
         enc_layers: 1,
         hidden: 256,
-        batch: 64,
+        batch: 128,
         lr: 2e-3,
         clip: 5.0,
         beam: 5,
@@ -134,10 +136,13 @@ fn parse_args() -> Result<Settings, Box<dyn Error>> {
     Ok(s)
 }
 
-/// Headword → pronunciations (phone lists), from a CMUdict file.
-fn load(path: &str) -> Result<BTreeMap<String, Vec<Vec<String>>>, Box<dyn Error>> {
+/// Headword → pronunciations (phone lists).
+type Dict = BTreeMap<String, Vec<Vec<String>>>;
+
+/// Reads a CMUdict file.
+fn load(path: &str) -> Result<Dict, Box<dyn Error>> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    let mut dict: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
+    let mut dict = Dict::new();
     for (no, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
         let mut fields = line.split_whitespace();
@@ -171,7 +176,9 @@ impl Vocab {
 }
 
 fn letters(word: &str) -> Vec<usize> {
-    word.chars().map(|c| LETTERS.find(c).expect("checked when loading")).collect()
+    word.chars()
+        .map(|c| LETTERS.find(c).expect("checked when loading"))
+        .collect()
 }
 
 fn examples(words: &[(&String, &Vec<Vec<String>>)], vocab: &Vocab) -> Vec<Example> {

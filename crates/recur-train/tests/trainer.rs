@@ -18,7 +18,9 @@ use serde_json::json;
 
 /// Sequences of ±1 steps (2 features: value and noise) with a per-sequence label (sum > 0),
 /// per-step tags (running sum > 0) and a regression target (the mean).
-fn data(n: usize, seed: u64) -> Vec<(Vec<f32>, usize, usize, Vec<usize>, f32)> {
+type Raw = (Vec<f32>, usize, usize, Vec<usize>, f32);
+
+fn data(n: usize, seed: u64) -> Vec<Raw> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..n)
         .map(|_| {

@@ -19,9 +19,11 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod model_dir;
 pub mod npy_run;
 pub mod recipe;
+pub mod report;
 pub mod tensors;
 pub mod torch_import;
 

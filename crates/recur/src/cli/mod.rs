@@ -1,9 +1,11 @@
 //! Command-line definition: one module per subcommand, each with its clap `Args`, a validated
 //! `Plan` built from them, and `run`.
 
+mod bench;
 mod eval;
 mod harbor;
 mod import_torch;
+mod report;
 mod run;
 mod train;
 
@@ -38,6 +40,10 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Predict with a trained checkpoint.
     Predict(eval::PredictArgs),
+    /// Measure single-request CPU latency of a model directory or checkpoint.
+    Bench(bench::Args),
+    /// Write the HTML report of a forecaster run directory.
+    Report(report::Args),
 }
 
 impl Command {
@@ -50,6 +56,8 @@ impl Command {
             Command::Train(args) => train::Plan::try_from(args)?.run(out),
             Command::Eval(args) => eval::eval(args, out),
             Command::Predict(args) => eval::predict(args, out),
+            Command::Bench(args) => bench::run(args, out),
+            Command::Report(args) => report::run(args, out),
         }
     }
 }

@@ -201,6 +201,24 @@ fn model_config(cfg: &RecipeConfig, features: usize, classes: usize) -> Sequence
     }
 }
 
+/// The loss: cross-entropy, with balanced class weights when configured.
+fn task_for(cfg: &RecipeConfig, train: &SeqDataset, classes: usize) -> Task {
+    let class_weights = (cfg.data.class_weight == super::config::ClassWeight::Balanced).then(|| {
+        let mut counts = vec![0usize; classes];
+        for e in &train.examples {
+            if let Target::Class(c) = e.target {
+                counts[c] += 1;
+            }
+        }
+        let n = train.examples.len() as f64;
+        counts
+            .iter()
+            .map(|&c| if c == 0 { 0.0 } else { (n / (classes as f64 * c as f64)) as f32 })
+            .collect()
+    });
+    Task::Multiclass { classes, class_weights }
+}
+
 /// What one training phase produced.
 struct Phase {
     records: Vec<EpochRecord>,
@@ -221,10 +239,7 @@ fn run_phase(
     let mcfg = model_config(cfg, prep.features(), classes);
     let mut rng = ChaCha8Rng::seed_from_u64(train_cfg.seed);
     let model = SequenceModel::new(mcfg, &Init::recurrent_default(), &mut rng)?;
-    let task = Task::Multiclass {
-        classes,
-        class_weights: None,
-    };
+    let task = task_for(cfg, train, classes);
     let mut sup = Supervised::new(model, task, None)?;
     let mut trainer = Trainer::new(train_cfg)?;
     let pb = progress(trainer.config().epochs as u64, label);
@@ -354,7 +369,7 @@ pub fn train(
     let model_json = |features: usize| {
         json!({
             "sequence": model_config(cfg, features, classes.len()),
-            "task": Task::Multiclass { classes: classes.len(), class_weights: None },
+            "task": task_for(cfg, &train_set, classes.len()),
         })
     };
     let select_root = run.root.join(".select");

@@ -40,6 +40,20 @@ pub struct DataConfig {
     /// After early stopping picks the epoch count on the validation split, retrain on the
     /// whole training file for that many epochs.
     pub refit: bool,
+    /// Class weights in the loss: `none`, or `balanced` (`n / (classes · n_c)`, as
+    /// scikit-learn's `class_weight="balanced"`), for rare classes.
+    pub class_weight: ClassWeight,
+}
+
+/// How classes are weighted in the loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassWeight {
+    /// Every example counts the same.
+    #[default]
+    None,
+    /// Inverse class frequency in the fitting split.
+    Balanced,
 }
 
 impl Default for DataConfig {
@@ -49,6 +63,7 @@ impl Default for DataConfig {
             derivative: true,
             max_steps: 40,
             refit: true,
+            class_weight: ClassWeight::None,
         }
     }
 }

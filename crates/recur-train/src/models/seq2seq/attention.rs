@@ -30,6 +30,19 @@ pub struct Memory {
     pub init: Vec<f32>,
 }
 
+/// Gradients with respect to the parts of a [`Memory`] (same shapes).
+#[derive(Clone, Debug, Default)]
+pub struct MemoryGrads {
+    /// `∂L/∂states`, `[B, T, M]`.
+    pub states: Vec<f32>,
+    /// `∂L/∂keys`, `[B, T, D]`.
+    pub keys: Vec<f32>,
+    /// `∂L/∂last`, `[B, M]`.
+    pub last: Vec<f32>,
+    /// `∂L/∂init`, `[B, H]`.
+    pub init: Vec<f32>,
+}
+
 impl Memory {
     fn state(&self, b: usize, j: usize) -> &[f32] {
         let at = (b * self.time + j) * self.width;

@@ -5,7 +5,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use recur_nn::ParamBuffer;
 
-use super::attention::{self, Memory};
+use super::attention::{self, Memory, MemoryGrads};
 use super::{Attention, Example, SampleFrom, Seq2Seq, ATTN, DECODER, DEC_EMBED};
 use crate::error::Result;
 use crate::params::Module;
@@ -225,9 +225,9 @@ impl Seq2Seq {
         let scale = 1.0 / count as f32;
         dlogits.iter_mut().flatten().for_each(|g| *g *= scale);
         let mut g = self.zero_grads();
-        let (d_states, d_keys, d_last, d_init) = self.decoder_backward(&mem, &recs, &dlogits, &mut g);
+        let dm = self.decoder_backward(&mem, &recs, &dlogits, &mut g);
         let enc = enc.expect("training encoder pass keeps a tape");
-        self.encode_backward(&mem, enc, d_states, &d_keys, d_last, &d_init, &mut g)?;
+        self.encode_backward(&mem, enc, dm, &mut g)?;
         Ok(BatchOutput {
             loss: nll / count as f64,
             tokens: count,
@@ -235,16 +235,14 @@ impl Seq2Seq {
         })
     }
 
-    /// Backward through the decoder steps; returns the gradients with respect to the memory
-    /// (`states`, `keys`, `last`, `init`).
-    #[allow(clippy::type_complexity)]
+    /// Backward through the decoder steps; returns the gradients with respect to the memory.
     fn decoder_backward(
         &self,
         mem: &Memory,
         recs: &[StepRec],
         dlogits: &[Vec<f32>],
         g: &mut [ParamBuffer<f32>],
-    ) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    ) -> MemoryGrads {
         let (e, m, h) = (self.cfg.tgt_embed, mem.width, self.cfg.dec_hidden);
         let n = mem.batch;
         let src_of: Vec<usize> = (0..n).collect();
@@ -287,6 +285,11 @@ impl Seq2Seq {
                 Attention::Luong { .. } => {}
             }
         }
-        (d_states, d_keys, d_last, dh_carry)
+        MemoryGrads {
+            states: d_states,
+            keys: d_keys,
+            last: d_last,
+            init: dh_carry,
+        }
     }
 }

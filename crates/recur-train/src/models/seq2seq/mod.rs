@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, TrainError};
 use crate::layers::{Embedding, Linear};
 use crate::params::Module;
-use attention::Memory;
+use attention::{Memory, MemoryGrads};
 
 /// One training pair: source ids and target ids (without `bos`/`eos`).
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -215,19 +215,15 @@ impl Seq2Seq {
         Ok((mem, tape))
     }
 
-    /// Backward of [`Seq2Seq::encode`] given the gradients with respect to the memory:
-    /// `d_states [B, T, M]`, `d_keys [B, T, D]`, `d_last [B, M]` and `d_init [B, H]`. Fills
+    /// Backward of [`Seq2Seq::encode`] given the gradients with respect to the memory. Fills
     /// the gradients of `src_embed`, `encoder`, `bridge` and the key layer.
-    fn encode_backward(
-        &self,
-        mem: &Memory,
-        enc: EncTape,
-        mut d_states: Vec<f32>,
-        d_keys: &[f32],
-        mut d_last: Vec<f32>,
-        d_init: &[f32],
-        g: &mut [ParamBuffer<f32>],
-    ) -> Result<()> {
+    fn encode_backward(&self, mem: &Memory, enc: EncTape, dm: MemoryGrads, g: &mut [ParamBuffer<f32>]) -> Result<()> {
+        let MemoryGrads {
+            mut states,
+            keys,
+            mut last,
+            init,
+        } = dm;
         let (b, t, he) = (mem.batch, mem.time, self.cfg.enc_hidden);
         let key_layer = match &self.attn {
             Attention::None => None,
@@ -236,28 +232,28 @@ impl Seq2Seq {
         };
         if let Some((layer, gi)) = key_layer {
             let ds = layer
-                .backward(&mem.states, d_keys, b * t, &mut g[gi], true)
+                .backward(&mem.states, &keys, b * t, &mut g[gi], true)
                 .expect("dx");
-            d_states.iter_mut().zip(&ds).for_each(|(a, d)| *a += *d);
+            states.iter_mut().zip(&ds).for_each(|(a, d)| *a += *d);
         }
-        let d_pre: Vec<f32> = d_init.iter().zip(&mem.init).map(|(d, s)| d * (1.0 - s * s)).collect();
+        let d_pre: Vec<f32> = init.iter().zip(&mem.init).map(|(d, s)| d * (1.0 - s * s)).collect();
         let dl = self
             .bridge
             .backward(&mem.last, &d_pre, b, &mut g[BRIDGE], true)
             .expect("dx");
-        d_last.iter_mut().zip(&dl).for_each(|(a, d)| *a += *d);
+        last.iter_mut().zip(&dl).for_each(|(a, d)| *a += *d);
         let layers = 2 * self.cfg.enc_layers;
         let mut d_hn = vec![0.0; layers * b * he];
         let top = layers - 2;
         for i in 0..b {
             for d in 0..2 {
                 let at = ((top + d) * b + i) * he;
-                d_hn[at..at + he].copy_from_slice(&d_last[(2 * i + d) * he..(2 * i + d + 1) * he]);
+                d_hn[at..at + he].copy_from_slice(&last[(2 * i + d) * he..(2 * i + d + 1) * he]);
             }
         }
         let eg = self
             .encoder
-            .backward(&enc.tape, &d_states, Some(&d_hn), None, Default::default())?;
+            .backward(&enc.tape, &states, Some(&d_hn), None, Default::default())?;
         self.src_embed.backward(&enc.ids, &eg.input, &mut g[SRC_EMBED]);
         g[ENCODER] = eg.params;
         Ok(())

@@ -1,0 +1,1 @@
+//! Latency benchmarks of model directories and checkpoints (being written).

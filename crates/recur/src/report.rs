@@ -1,0 +1,1 @@
+//! The HTML report of a forecaster run (being written).
