@@ -334,6 +334,30 @@ impl Trainable for Supervised {
         let grads = self.model.backward(&x, &tape, &out.grad, self.truncate)?;
         Ok((out.loss as f64, grads))
     }
+
+    fn normalizer(&self, batch: &Batch) -> f64 {
+        let weight = |w: &Option<Vec<f32>>, c: usize| w.as_ref().map_or(1.0, |w| w.get(c).copied().unwrap_or(0.0) as f64);
+        match &self.task {
+            Task::Binary { .. } => batch.batch as f64,
+            Task::Regression { outputs, .. } => (batch.batch * outputs) as f64,
+            Task::Multiclass { class_weights, .. } => batch
+                .targets
+                .iter()
+                .map(|t| match t {
+                    Target::Class(c) => weight(class_weights, *c),
+                    _ => 0.0,
+                })
+                .sum(),
+            Task::Tagging { class_weights, .. } => batch
+                .targets
+                .iter()
+                .map(|t| match t {
+                    Target::Tags(tags) => tags.iter().map(|&c| weight(class_weights, c)).sum(),
+                    _ => 0.0,
+                })
+                .sum(),
+        }
+    }
 }
 
 /// Logits of every example, in dataset order (`[outputs]` per example, or `[len, outputs]`

@@ -33,6 +33,11 @@ pub trait Trainable: Module {
     /// Mean loss over the batch and its gradients in [`Module::buffers`] order, in training
     /// mode (`rng` draws dropout masks).
     fn loss_and_grads(&self, batch: &Self::Batch, rng: &mut ChaCha8Rng) -> Result<(f64, Vec<ParamBuffer<f32>>)>;
+
+    /// The denominator of the batch's mean loss (rows, or the sum of class weights, or the
+    /// number of non-ignored tags). Shards of one batch computed on several threads are
+    /// combined with these weights, so the result is the loss of the whole batch.
+    fn normalizer(&self, batch: &Self::Batch) -> f64;
 }
 
 /// Training examples the trainer can batch.
@@ -118,6 +123,9 @@ pub struct TrainConfig {
     /// Write the checkpoints at most this often (seconds) during training; they are always
     /// written when training stops. The best weights are kept in memory in between.
     pub checkpoint_interval_secs: f64,
+    /// Threads computing each batch (the batch is split into this many shards whose gradients
+    /// are combined). Results are bit-identical for a given seed and thread count.
+    pub threads: usize,
 }
 
 impl Default for TrainConfig {
@@ -135,6 +143,7 @@ impl Default for TrainConfig {
             seed: 0,
             max_steps: None,
             checkpoint_interval_secs: 30.0,
+            threads: 1,
         }
     }
 }
@@ -147,6 +156,9 @@ impl TrainConfig {
         }
         if self.batch_size == 0 {
             return Err(TrainError::config("training.batch_size", "must be ≥ 1"));
+        }
+        if self.threads == 0 || self.threads > 256 {
+            return Err(TrainError::config("training.threads", format!("must be in 1..=256, got {}", self.threads)));
         }
         if self.max_bad_steps == 0 {
             return Err(TrainError::config("training.max_bad_steps", "must be ≥ 1"));
@@ -405,6 +417,70 @@ impl Trainer {
         )
     }
 
+    /// Loss and gradients of one batch, on `threads` shards in parallel when configured. Shard
+    /// `k` of update `s` draws its dropout masks from `(seed, s, k)`, so a run is reproducible
+    /// for a given thread count.
+    fn batch_grads<M, D>(&self, model: &M, data: &D, indices: &[usize]) -> Result<(f64, Vec<ParamBuffer<f32>>)>
+    where
+        M: Trainable + Sync,
+        D: Dataset<Batch = M::Batch> + Sync,
+        M::Batch: Send,
+    {
+        let threads = self.cfg.threads.clamp(1, indices.len().max(1));
+        if threads == 1 {
+            let batch = data.batch(indices)?;
+            let mut rng = derived_rng(self.cfg.seed, 2, self.state.step);
+            return model.loss_and_grads(&batch, &mut rng);
+        }
+        let chunk = indices.len().div_ceil(threads);
+        let step = self.state.step;
+        let seed = self.cfg.seed;
+        let results: Vec<Result<(f64, f64, Vec<ParamBuffer<f32>>)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = indices
+                .chunks(chunk)
+                .enumerate()
+                .map(|(k, part)| {
+                    scope.spawn(move || {
+                        let batch = data.batch(part)?;
+                        let mut rng = derived_rng(seed, 3 + k as u64, step);
+                        let w = model.normalizer(&batch);
+                        let (loss, grads) = model.loss_and_grads(&batch, &mut rng)?;
+                        Ok((loss, w, grads))
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("training shard panicked")).collect()
+        });
+        let mut parts = Vec::with_capacity(results.len());
+        for r in results {
+            parts.push(r?);
+        }
+        let total: f64 = parts.iter().map(|p| p.1).sum();
+        let mut loss = 0.0;
+        let mut grads: Option<Vec<ParamBuffer<f32>>> = None;
+        for (l, w, g) in parts {
+            let f = if total > 0.0 { w / total } else { 0.0 };
+            loss += l * f;
+            match &mut grads {
+                None => {
+                    let mut g = g;
+                    for b in &mut g {
+                        b.as_mut_slice().iter_mut().for_each(|v| *v *= f as f32);
+                    }
+                    grads = Some(g);
+                }
+                Some(acc) => {
+                    for (a, b) in acc.iter_mut().zip(&g) {
+                        for (x, y) in a.as_mut_slice().iter_mut().zip(b.as_slice()) {
+                            *x += *y * f as f32;
+                        }
+                    }
+                }
+            }
+        }
+        Ok((loss, grads.expect("at least one shard")))
+    }
+
     /// Writes the best weights kept in memory, if any.
     fn flush_best(&mut self, plan: &CheckpointPlan) -> Result<()> {
         if let Some((tensors, metrics)) = self.pending_best.take() {
@@ -425,8 +501,9 @@ impl Trainer {
         on_epoch: &mut dyn FnMut(&EpochRecord),
     ) -> Result<Stop>
     where
-        M: Trainable,
-        D: Dataset<Batch = M::Batch>,
+        M: Trainable + Sync,
+        D: Dataset<Batch = M::Batch> + Sync,
+        M::Batch: Send,
     {
         if data.is_empty() {
             return Err(TrainError::Invalid("the training set is empty".into()));
@@ -452,9 +529,7 @@ impl Trainer {
                     }
                     return Ok(Stop::MaxSteps);
                 }
-                let batch = data.batch(&batches[self.state.batch_in_epoch])?;
-                let mut rng = derived_rng(self.cfg.seed, 2, self.state.step);
-                let (loss, mut grads) = model.loss_and_grads(&batch, &mut rng)?;
+                let (loss, mut grads) = self.batch_grads(model, data, &batches[self.state.batch_in_epoch])?;
                 let step = self.state.step;
                 self.state.step += 1;
                 self.state.batch_in_epoch += 1;

@@ -254,3 +254,44 @@ fn tagging_and_regression_learn() {
     // A head that does not fit the task is refused.
     assert!(Supervised::new(model(Head::PerStep, 1, 1), task, None).is_err());
 }
+
+#[test]
+fn two_threads_match_one_thread_and_are_deterministic() {
+    let train = dataset("class", 96, 1);
+    let plain = || {
+        let mut m = model(Head::MeanMax, 2, 7);
+        // No dropout, so that the shards see exactly what one thread sees.
+        let mut cfg = m.config().clone();
+        cfg.rnn.recurrent_dropout = 0.0;
+        m = SequenceModel::new(cfg, &Init::recurrent_default(), &mut ChaCha8Rng::seed_from_u64(7)).unwrap();
+        let task = Task::Multiclass {
+            classes: 2,
+            class_weights: Some(vec![1.0, 3.0]),
+        };
+        Supervised::new(m, task, None).unwrap()
+    };
+    let run = |threads: usize| {
+        let mut m = plain();
+        let mut cfg = config(1);
+        cfg.threads = threads;
+        cfg.max_steps = Some(3);
+        // SGD without clipping: any error in how shards are weighted shows in the weights.
+        cfg.optimizer = OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            lr: 0.5,
+            ..OptimizerConfig::default()
+        };
+        cfg.clip_norm = None;
+        Trainer::new(cfg).unwrap().run(&mut m, &train, None, &mut no_eval, &mut |_| {}).unwrap();
+        m
+    };
+    let (one, two, two_again) = (run(1), run(2), run(2));
+    assert_eq!(two.named_tensors(), two_again.named_tensors(), "same seed and thread count, same weights");
+    let mut worst = 0.0f32;
+    for ((_, (_, a)), (_, (_, b))) in one.named_tensors().iter().zip(two.named_tensors().iter()) {
+        for (x, y) in a.iter().zip(b) {
+            worst = worst.max((x - y).abs());
+        }
+    }
+    assert!(worst < 1e-5, "sharded gradients combine to the full batch's: max weight difference {worst}");
+}

@@ -169,6 +169,11 @@ impl SequenceModel {
         &self.rnn
     }
 
+    /// Selects the kernel family of the recurrent stack (default: the best for this CPU).
+    pub fn set_kernels(&mut self, choice: recur_nn::KernelChoice) {
+        self.rnn.set_kernels(choice);
+    }
+
     fn check(&self, x: &SeqInput<'_>) -> Result<()> {
         let c = &self.cfg;
         if x.batch == 0 || x.time == 0 {

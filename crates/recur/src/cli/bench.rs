@@ -1,13 +1,118 @@
-//! `recur bench` (being written).
+//! `recur bench`: single-request CPU latency of a model directory or `sequence` checkpoint
+//! (the method is described in the `recur::bench` library module).
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// `recur bench` arguments.
+use anyhow::bail;
+use clap::ValueEnum;
+use recur::bench::{bench_dir, BenchOptions};
+use recur::KernelChoice;
+
+/// Kernel family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Kernels {
+    /// The fastest kernels this CPU supports.
+    Best,
+    /// The plain reference kernels (slow; for debugging and A/B timing).
+    Reference,
+}
+
+/// Measures the latency of one forward pass per request on random inputs (N(0,1) features,
+/// random ids for models with a vocabulary): per sequence length, a warm-up, then calls timed
+/// one by one for --seconds (and at least 20 calls). Prints median, p95 and p99 latency
+/// (nearest-rank percentiles) per length, or one JSON object with --json.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// A recur model directory (from `recur import-torch`) or a checkpoint of kind `sequence`
+    /// (`DIR/model` of a training run).
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// Comma-separated sequence lengths to measure, in report order.
+    #[arg(long, value_name = "T1,T2,...", default_value = "18,112")]
+    lengths: String,
+    /// Sequences per request.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    batch: usize,
+    /// Worker threads (only 1 is supported for now: the engine is single-threaded).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    threads: usize,
+    /// Kernel family.
+    #[arg(long, value_enum, default_value_t = Kernels::Best)]
+    kernels: Kernels,
+    /// Minimum measuring time per length, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 2.0)]
+    seconds: f64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// With --json, include every timed call's latency (`samples_ms`) per length.
+    #[arg(long, requires = "json")]
+    samples: bool,
+}
+
+/// Parses `--lengths`: comma-separated positive integers, no repeats; errors name the item.
+fn parse_lengths(s: &str) -> anyhow::Result<Vec<usize>> {
+    if s.trim().is_empty() {
+        bail!("--lengths: no lengths given (expected e.g. `18,112`)");
+    }
+    let mut out = Vec::new();
+    for item in s.split(',').map(str::trim) {
+        match item.parse::<usize>() {
+            Ok(t) if t > 0 => {
+                if out.contains(&t) {
+                    bail!("--lengths: `{item}` is given more than once");
+                }
+                out.push(t);
+            }
+            _ => bail!("--lengths: `{item}` is not a positive integer"),
+        }
+    }
+    Ok(out)
+}
+
+impl TryFrom<&Args> for BenchOptions {
+    type Error = anyhow::Error;
+
+    fn try_from(a: &Args) -> anyhow::Result<Self> {
+        let lengths = parse_lengths(&a.lengths)?;
+        if a.batch == 0 {
+            bail!("--batch: must be ≥ 1");
+        }
+        if a.threads != 1 {
+            bail!(
+                "--threads {}: only --threads 1 is supported for now (the engine is single-threaded; \
+                 multi-threaded inference is planned)",
+                a.threads
+            );
+        }
+        if !(a.seconds.is_finite() && a.seconds >= 0.0) {
+            bail!("--seconds: {} is not a finite number ≥ 0", a.seconds);
+        }
+        let kernels = match a.kernels {
+            Kernels::Best => KernelChoice::Best,
+            Kernels::Reference => KernelChoice::Reference,
+        };
+        Ok(BenchOptions {
+            lengths,
+            batch: a.batch,
+            threads: a.threads,
+            kernels,
+            seconds: a.seconds,
+            ..BenchOptions::default()
+        })
+    }
+}
 
 /// Runs `recur bench`.
-pub fn run(_a: Args, _out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("recur bench is not implemented yet")
+pub fn run(a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let opts = BenchOptions::try_from(&a)?;
+    let report = bench_dir(&a.model, &opts)?;
+    if a.json {
+        writeln!(out, "{}", report.to_json_string(a.samples))?;
+    } else {
+        write!(out, "{}", report.table())?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

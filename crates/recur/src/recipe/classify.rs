@@ -65,8 +65,10 @@ impl ClassifyPrep {
         for t in 0..s.len {
             let cur = s.step(t);
             out.extend_from_slice(cur);
-            for c in 0..channels {
-                out.push(if t == 0 { 0.0 } else { cur[c] - s.step(t - 1)[c] });
+            if t == 0 {
+                out.extend(std::iter::repeat_n(0.0, channels));
+            } else {
+                out.extend(cur.iter().zip(s.step(t - 1)).map(|(a, b)| a - b));
             }
         }
         out

@@ -159,6 +159,7 @@ impl Default for RecipeConfig {
                 seed: 0,
                 max_steps: None,
                 checkpoint_interval_secs: 30.0,
+                threads: 1,
             },
             forecast: ForecastConfig::default(),
         }

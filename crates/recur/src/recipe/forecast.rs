@@ -76,7 +76,7 @@ impl ForecastPrep {
         ((if self.log { v.ln() } else { v }) - self.mean) / self.std
     }
 
-    fn from_model(&self, z: f64) -> f64 {
+    fn to_raw(&self, z: f64) -> f64 {
         let v = z * self.std + self.mean;
         if self.log {
             v.exp()
@@ -88,9 +88,9 @@ impl ForecastPrep {
     /// The input of the window ending just before absolute index `origin`.
     fn input(&self, z: &[f64], origin: usize) -> Vec<f32> {
         let mut x = Vec::with_capacity(self.window * 3);
-        for k in origin - self.window..origin {
+        for (k, &v) in z.iter().enumerate().take(origin).skip(origin - self.window) {
             let phase = 2.0 * std::f64::consts::PI * (k % self.season) as f64 / self.season as f64;
-            x.extend([z[k] as f32, phase.sin() as f32, phase.cos() as f32]);
+            x.extend([v as f32, phase.sin() as f32, phase.cos() as f32]);
         }
         x
     }
@@ -124,7 +124,7 @@ impl ForecastPrep {
         };
         let out = predict(model, &set, 1)?;
         let last = z[origin - 1];
-        Ok(out[0].iter().map(|&d| self.from_model(last + d as f64)).collect())
+        Ok(out[0].iter().map(|&d| self.to_raw(last + d as f64)).collect())
     }
 }
 
