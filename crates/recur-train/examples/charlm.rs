@@ -14,7 +14,9 @@
 //! `--lr [2e-3]`, `--warmup [100]`, `--min-lr-factor [0.05]`, `--clip [1.0]`, `--seed [1]`,
 //! `--eval-streams [8]`, `--holdout [0.1]`, `--max-chars N` (train on the first N training
 //! characters only), `--sample-chars [300]`, `--temperature [0.8]`, `--prime ["The whale"]`,
-//! `--log-every [50]` (updates between progress lines; 0 = per epoch only).
+//! `--log-every [50]` (updates between progress lines; 0 = per epoch only), `--segment-at TEXT`
+//! (also report the held-out bpc before and from the first occurrence of TEXT, e.g.
+//! `"End of Project Gutenberg"` to separate the novel from the licence).
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -41,6 +43,7 @@ struct Args {
     temperature: f32,
     prime: String,
     log_every: usize,
+    segment_at: Option<String>,
 }
 
 fn parse() -> Result<Args, Box<dyn Error>> {
@@ -79,6 +82,7 @@ fn parse() -> Result<Args, Box<dyn Error>> {
         temperature: 0.8,
         prime: "The whale".into(),
         log_every: 50,
+        segment_at: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -129,6 +133,7 @@ fn parse() -> Result<Args, Box<dyn Error>> {
             "--temperature" => a.temperature = num!(),
             "--prime" => a.prime = val.clone(),
             "--log-every" => a.log_every = num!(),
+            "--segment-at" => a.segment_at = Some(val.clone()),
             _ => return Err(format!("unknown option {flag} (see --help)").into()),
         }
     }
@@ -182,7 +187,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let train_text: String = chars[..cut].iter().collect();
     let test_text: String = chars[cut..].iter().collect();
     let vocab = CharVocab::from_text(&train_text, 1);
-    let mut train_ids = vocab.encode(&train_text);
+    let train_ids = vocab.encode(&train_text);
     let test_ids = vocab.encode(&test_text);
     let (uni, bi) = baselines(&vocab, &train_ids, &test_ids);
     eprintln!(
@@ -193,15 +198,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         test_ids.len(),
         vocab.len() - 1
     );
-    if let Some(m) = args.max_chars {
-        train_ids.truncate(m);
-    }
+    let used = &train_ids[..args.max_chars.unwrap_or(usize::MAX).min(train_ids.len())];
     let mut init_rng = ChaCha8Rng::seed_from_u64(args.seed);
     let mut drop_rng = ChaCha8Rng::seed_from_u64(args.seed.wrapping_add(1));
     let mut sample_rng = ChaCha8Rng::seed_from_u64(args.seed.wrapping_add(2));
     let mut model = CharLm::new(args.model.clone(), vocab, &mut init_rng)?;
-    let mut trainer = CharLmTrainer::new(args.train.clone(), train_ids.len())?;
-    let per_epoch = args.train.steps_per_epoch(train_ids.len());
+    let mut trainer = CharLmTrainer::new(args.train.clone(), used.len())?;
+    let per_epoch = args.train.steps_per_epoch(used.len());
     let (e, h, l, v) = (
         args.model.embed_dim as f64,
         args.model.hidden_size as f64,
@@ -223,7 +226,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     for epoch in 1..=args.train.epochs {
         let t0 = Instant::now();
         let log_every = args.log_every;
-        let stats = trainer.train_epoch(&mut model, &train_ids, &mut drop_rng, |s| {
+        let stats = trainer.train_epoch(&mut model, used, &mut drop_rng, |s| {
             if log_every > 0 && (s.epoch_step + 1) % log_every == 0 {
                 eprintln!(
                     "  epoch {epoch} step {}/{}: loss {:.4} ({:.3} bpc), |g| {:.3}, lr {:.2e}, {:.0} s",
@@ -251,6 +254,23 @@ fn main() -> Result<(), Box<dyn Error>> {
         last = Some((stats, ev));
     }
     let (stats, ev) = last.ok_or("no epochs were run")?;
+    let mut segments = serde_json::Value::Null;
+    if let Some(at) = &args.segment_at {
+        match test_text.find(at.as_str()) {
+            Some(byte) if byte > 1 && test_text.len() - byte > 1 => {
+                let i = test_text[..byte].chars().count();
+                let a = model.evaluate_ids(&test_ids[..i], args.eval_streams, 256)?;
+                let b = model.evaluate_ids(&test_ids[i..], args.eval_streams, 256)?;
+                let (ua, ba) = baselines(model.vocab(), &train_ids, &test_ids[..i]);
+                eprintln!(
+                    "held-out before {at:?}: {:.3} bpc ({} chars; bigram {ba:.3}, unigram {ua:.3}); from it: {:.3} bpc ({} chars)",
+                    a.bpc, a.chars, b.bpc, b.chars
+                );
+                segments = json!({"before": a, "from": b, "before_baseline_bigram_bpc": ba, "before_baseline_unigram_bpc": ua});
+            }
+            _ => eprintln!("--segment-at {at:?} does not split the held-out text"),
+        }
+    }
     let t2 = Instant::now();
     let sample = model.generate(
         &Seed::text(&args.prime),
@@ -272,6 +292,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         "baseline_unigram_bpc": uni,
         "baseline_bigram_bpc": bi,
         "train_loss": stats.loss,
+        "segments": segments,
         "epochs": args.train.epochs,
         "wall_seconds": wall,
         "generate_chars_per_second": args.sample_chars as f64 / gen_secs.max(1e-9),

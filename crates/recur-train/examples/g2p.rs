@@ -15,7 +15,8 @@
 //! equals no reference; PER = Σ edit distance to the closest reference / Σ that reference's
 //! length. Progress goes to stderr; the last stdout line is a JSON summary.
 //!
-//! Options (defaults in brackets): `--attention none|luong|bahdanau` [luong], `--epochs N`
+//! Options (defaults in brackets): `--attention none|luong|bahdanau` [luong],
+//! `--input-feeding true|false` [true; Luong only], `--epochs N`
 //! [15], `--embed E` [64], `--enc-hidden H` [256, per direction], `--hidden H` [256, decoder],
 //! `--enc-layers L` [1], `--batch B` [128], `--lr X` [2e-3], `--clip X` [5], `--beam K` [5],
 //! `--length-penalty A` [0], `--patience N` [3], `--sampling teacher|linear:K:C:MIN|exp:K|sigmoid:K`
@@ -41,6 +42,7 @@ const LETTERS: &str = "abcdefghijklmnopqrstuvwxyz'.-";
 struct Settings {
     data: String,
     attention: AttentionKind,
+    input_feeding: bool,
     epochs: usize,
     embed: usize,
     enc_hidden: usize,
@@ -84,6 +86,7 @@ fn parse_args() -> Result<Settings, Box<dyn Error>> {
     let mut s = Settings {
         data: String::new(),
         attention: AttentionKind::Luong,
+        input_feeding: true,
         epochs: 15,
         embed: 64,
         enc_hidden: 256,
@@ -113,6 +116,7 @@ fn parse_args() -> Result<Settings, Box<dyn Error>> {
                     other => return Err(format!("--attention: expected none|luong|bahdanau, got `{other}`").into()),
                 }
             }
+            "--input-feeding" => s.input_feeding = value()?.parse()?,
             "--epochs" => s.epochs = value()?.parse()?,
             "--embed" => s.embed = value()?.parse()?,
             "--enc-hidden" => s.enc_hidden = value()?.parse()?,
@@ -130,6 +134,8 @@ fn parse_args() -> Result<Settings, Box<dyn Error>> {
             other => return Err(format!("unknown option `{other}` (see the example's docs)").into()),
         }
     }
+    // Input feeding is part of the Luong decoder only.
+    s.input_feeding &= s.attention == AttentionKind::Luong;
     if s.data.is_empty() {
         return Err("--data <cmudict.dict> is required".into());
     }
@@ -288,6 +294,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         dec_hidden: s.hidden,
         attention: s.attention,
         attn_dim: 0,
+        input_feeding: s.input_feeding,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
     let mut model = Seq2Seq::new(cfg, &mut rng)?;

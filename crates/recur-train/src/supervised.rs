@@ -336,7 +336,8 @@ impl Trainable for Supervised {
     }
 
     fn normalizer(&self, batch: &Batch) -> f64 {
-        let weight = |w: &Option<Vec<f32>>, c: usize| w.as_ref().map_or(1.0, |w| w.get(c).copied().unwrap_or(0.0) as f64);
+        let weight =
+            |w: &Option<Vec<f32>>, c: usize| w.as_ref().map_or(1.0, |w| w.get(c).copied().unwrap_or(0.0) as f64);
         match &self.task {
             Task::Binary { .. } => batch.batch as f64,
             Task::Regression { outputs, .. } => (batch.batch * outputs) as f64,

@@ -158,7 +158,10 @@ impl TrainConfig {
             return Err(TrainError::config("training.batch_size", "must be ≥ 1"));
         }
         if self.threads == 0 || self.threads > 256 {
-            return Err(TrainError::config("training.threads", format!("must be in 1..=256, got {}", self.threads)));
+            return Err(TrainError::config(
+                "training.threads",
+                format!("must be in 1..=256, got {}", self.threads),
+            ));
         }
         if self.max_bad_steps == 0 {
             return Err(TrainError::config("training.max_bad_steps", "must be ≥ 1"));
@@ -278,6 +281,9 @@ pub struct Trainer {
     pending_best: Option<(crate::params::NamedTensors, Value)>,
     last_write: Option<Instant>,
 }
+
+/// One shard's mean loss, loss normalizer and gradients.
+type Shard = (f64, f64, Vec<ParamBuffer<f32>>);
 
 /// A generator for `(tag, index)` under `seed`: ChaCha's 64-bit stream id separates them.
 fn derived_rng(seed: u64, tag: u64, index: u64) -> ChaCha8Rng {
@@ -435,7 +441,7 @@ impl Trainer {
         let chunk = indices.len().div_ceil(threads);
         let step = self.state.step;
         let seed = self.cfg.seed;
-        let results: Vec<Result<(f64, f64, Vec<ParamBuffer<f32>>)>> = std::thread::scope(|scope| {
+        let results: Vec<Result<Shard>> = std::thread::scope(|scope| {
             let handles: Vec<_> = indices
                 .chunks(chunk)
                 .enumerate()
@@ -449,7 +455,10 @@ impl Trainer {
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("training shard panicked")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("training shard panicked"))
+                .collect()
         });
         let mut parts = Vec::with_capacity(results.len());
         for r in results {

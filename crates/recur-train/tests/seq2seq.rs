@@ -12,8 +12,17 @@ use recur_train::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use recur_train::schedule::{Decay, ScheduleConfig};
 use recur_train::Module;
 
-fn tiny(attention: AttentionKind, seed: u64) -> Seq2Seq {
+/// Every decoder variant: the attention kind and whether Luong's input feeding is on.
+const VARIANTS: [(AttentionKind, bool); 4] = [
+    (AttentionKind::None, false),
+    (AttentionKind::Luong, false),
+    (AttentionKind::Luong, true),
+    (AttentionKind::Bahdanau, false),
+];
+
+fn tiny((attention, input_feeding): (AttentionKind, bool), seed: u64) -> Seq2Seq {
     let mut cfg = Seq2SeqConfig::new(3, 5, 3, 4, 4);
+    cfg.input_feeding = input_feeding;
     cfg.src_embed = 3;
     cfg.tgt_embed = 2;
     cfg.enc_hidden = 3;
@@ -42,8 +51,8 @@ fn tiny_batch() -> Vec<Example> {
 
 /// Central differences in f32 parameters with the loss summed in f64: `eps = 1e-2`, relative
 /// tolerance 1e-2 (plus 2e-5 absolute for near-zero entries).
-fn gradcheck(attention: AttentionKind) {
-    let mut model = tiny(attention, 11);
+fn gradcheck(variant: (AttentionKind, bool)) {
+    let mut model = tiny(variant, 11);
     // Sharper attention than at initialization, so its gradients are well above the noise.
     let names: Vec<&str> = model.buffers().iter().map(|(p, _)| *p).collect();
     for (name, buf) in names.into_iter().zip(model.buffers_mut()) {
@@ -74,7 +83,7 @@ fn gradcheck(attention: AttentionKind) {
             let err = (fd - g).abs();
             assert!(
                 err <= 1e-2 * fd.abs().max(g.abs()) + 2e-5,
-                "{attention:?} {}[{j}]: finite difference {fd} vs backward {g}",
+                "{variant:?} {}[{j}]: finite difference {fd} vs backward {g}",
                 names[bi]
             );
             if g.abs() > 1e-3 {
@@ -84,22 +93,27 @@ fn gradcheck(attention: AttentionKind) {
         }
     }
     assert_eq!(checked, model.num_params());
-    eprintln!("{attention:?}: {checked} parameters, worst relative error {worst:.2e}");
+    eprintln!("{variant:?}: {checked} parameters, worst relative error {worst:.2e}");
 }
 
 #[test]
 fn gradients_match_finite_differences_without_attention() {
-    gradcheck(AttentionKind::None);
+    gradcheck(VARIANTS[0]);
 }
 
 #[test]
 fn gradients_match_finite_differences_with_luong_attention() {
-    gradcheck(AttentionKind::Luong);
+    gradcheck(VARIANTS[1]);
+}
+
+#[test]
+fn gradients_match_finite_differences_with_luong_attention_and_input_feeding() {
+    gradcheck(VARIANTS[2]);
 }
 
 #[test]
 fn gradients_match_finite_differences_with_bahdanau_attention() {
-    gradcheck(AttentionKind::Bahdanau);
+    gradcheck(VARIANTS[3]);
 }
 
 /// Digit strings of length 10 to 30; targets are the reversed strings. Source ids are the
@@ -115,8 +129,9 @@ fn reversal_data(n: usize, rng: &mut ChaCha8Rng) -> Vec<Example> {
         .collect()
 }
 
-fn reversal_model(attention: AttentionKind, seed: u64) -> Seq2Seq {
+fn reversal_model((attention, input_feeding): (AttentionKind, bool), seed: u64) -> Seq2Seq {
     let mut cfg = Seq2SeqConfig::new(10, 12, 10, 11, 32);
+    cfg.input_feeding = input_feeding;
     cfg.src_embed = 16;
     cfg.tgt_embed = 16;
     cfg.dec_hidden = 64;
@@ -150,7 +165,7 @@ fn learns_to_reverse_digit_strings() {
     let (n, epochs, batch_size) = (8000usize, 6, 32);
     let mut rng = ChaCha8Rng::seed_from_u64(2024);
     let test = reversal_data(500, &mut rng);
-    let mut model = reversal_model(AttentionKind::Bahdanau, 7);
+    let mut model = reversal_model((AttentionKind::Bahdanau, false), 7);
     let mut opt = adam(3e-3);
     let settings = TrainSettings {
         batch_size,
@@ -185,10 +200,10 @@ fn learns_to_reverse_digit_strings() {
 
 /// A model trained for one short epoch with scheduled sampling (inverse sigmoid, sampled from
 /// the softmax), so that its predictions are neither trivial nor perfect.
-fn briefly_trained(attention: AttentionKind, seed: u64) -> Seq2Seq {
+fn briefly_trained(variant: (AttentionKind, bool), seed: u64) -> Seq2Seq {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let data = reversal_data(600, &mut rng);
-    let mut model = reversal_model(attention, seed);
+    let mut model = reversal_model(variant, seed);
     let mut opt = adam(1e-2);
     let settings = TrainSettings {
         batch_size: 32,
@@ -208,7 +223,7 @@ fn briefly_trained(attention: AttentionKind, seed: u64) -> Seq2Seq {
 #[test]
 fn beam_search_of_width_one_is_greedy() {
     let test = reversal_data(40, &mut ChaCha8Rng::seed_from_u64(5));
-    for kind in [AttentionKind::None, AttentionKind::Luong, AttentionKind::Bahdanau] {
+    for kind in VARIANTS {
         let model = briefly_trained(kind, 3);
         for max_len in [0, 7, 40] {
             let greedy = model.greedy(&sources(&test), max_len).unwrap();
@@ -242,7 +257,7 @@ fn checkpoint_round_trip_gives_identical_predictions() {
         max_len: 40,
         length_penalty: 0.6,
     };
-    for kind in [AttentionKind::None, AttentionKind::Luong, AttentionKind::Bahdanau] {
+    for kind in VARIANTS {
         let model = briefly_trained(kind, 4);
         let saved = model.named_tensors();
         let mut other = reversal_model(kind, 99);
@@ -257,15 +272,12 @@ fn checkpoint_round_trip_gives_identical_predictions() {
         );
         assert_eq!(other.loss(&test).unwrap(), model.loss(&test).unwrap());
         // A checkpoint of another attention kind does not half-load.
-        let mut wrong = reversal_model(AttentionKind::Bahdanau, 1);
-        if kind != AttentionKind::Bahdanau {
+        let mut wrong = reversal_model((AttentionKind::Bahdanau, false), 1);
+        if kind.0 != AttentionKind::Bahdanau {
             assert!(wrong.load_named(&saved).is_err());
         }
     }
-    let names: Vec<String> = briefly_trained(AttentionKind::Luong, 4)
-        .named_tensors()
-        .into_keys()
-        .collect();
+    let names: Vec<String> = briefly_trained(VARIANTS[1], 4).named_tensors().into_keys().collect();
     for expected in [
         "attn.combine.weight",
         "attn.score.weight",
@@ -278,16 +290,16 @@ fn checkpoint_round_trip_gives_identical_predictions() {
 
 #[test]
 fn same_seed_gives_identical_weights() {
-    let a = briefly_trained(AttentionKind::Bahdanau, 8).named_tensors();
-    let b = briefly_trained(AttentionKind::Bahdanau, 8).named_tensors();
-    let c = briefly_trained(AttentionKind::Bahdanau, 9).named_tensors();
+    let a = briefly_trained(VARIANTS[3], 8).named_tensors();
+    let b = briefly_trained(VARIANTS[3], 8).named_tensors();
+    let c = briefly_trained(VARIANTS[3], 9).named_tensors();
     assert_eq!(a, b);
     assert_ne!(a, c);
 }
 
 #[test]
 fn bad_inputs_are_errors() {
-    let model = tiny(AttentionKind::Luong, 1);
+    let model = tiny(VARIANTS[1], 1);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let cases = [
         vec![],

@@ -117,16 +117,29 @@ fn learns_and_is_deterministic() {
     let test = dataset("class", 200, 2);
     let mut a = classifier();
     let mut b = classifier();
-    Trainer::new(config(6)).unwrap().run(&mut a, &train, None, &mut no_eval, &mut |_| {}).unwrap();
-    Trainer::new(config(6)).unwrap().run(&mut b, &train, None, &mut no_eval, &mut |_| {}).unwrap();
+    Trainer::new(config(6))
+        .unwrap()
+        .run(&mut a, &train, None, &mut no_eval, &mut |_| {})
+        .unwrap();
+    Trainer::new(config(6))
+        .unwrap()
+        .run(&mut b, &train, None, &mut no_eval, &mut |_| {})
+        .unwrap();
     assert_eq!(a.named_tensors(), b.named_tensors(), "same seed, same weights");
     let acc = evaluate(&a, &test, 64).unwrap()["accuracy"];
     assert!(acc > 0.9, "accuracy {acc}");
     let mut other = config(6);
     other.seed = 4;
     let mut c = classifier();
-    Trainer::new(other).unwrap().run(&mut c, &train, None, &mut no_eval, &mut |_| {}).unwrap();
-    assert_ne!(a.named_tensors(), c.named_tensors(), "another seed, other batches and masks");
+    Trainer::new(other)
+        .unwrap()
+        .run(&mut c, &train, None, &mut no_eval, &mut |_| {})
+        .unwrap();
+    assert_ne!(
+        a.named_tensors(),
+        c.named_tensors(),
+        "another seed, other batches and masks"
+    );
 }
 
 #[test]
@@ -138,19 +151,29 @@ fn resume_equals_uninterrupted_training_bit_for_bit() {
     let mut cfg = config(5);
     cfg.max_steps = Some(20);
     let mut t = Trainer::new(cfg.clone()).unwrap();
-    let stop = t.run(&mut straight, &train, Some(&plan(&tmp.path().join("a"))), &mut no_eval, &mut |_| {});
+    let stop = t.run(
+        &mut straight,
+        &train,
+        Some(&plan(&tmp.path().join("a"))),
+        &mut no_eval,
+        &mut |_| {},
+    );
     assert_eq!(stop.unwrap(), Stop::MaxSteps);
 
     let mut first = classifier();
     cfg.max_steps = Some(10);
     let p = plan(&tmp.path().join("b"));
-    Trainer::new(cfg).unwrap().run(&mut first, &train, Some(&p), &mut no_eval, &mut |_| {}).unwrap();
+    Trainer::new(cfg)
+        .unwrap()
+        .run(&mut first, &train, Some(&p), &mut no_eval, &mut |_| {})
+        .unwrap();
     let mut resumed = classifier();
     let mut t2 = Trainer::resume(&p.last_dir, &mut resumed).unwrap();
     assert_eq!(resumed.named_tensors(), first.named_tensors());
     assert_eq!(t2.state().step, 10);
     t2.set_max_steps(Some(20));
-    t2.run(&mut resumed, &train, Some(&p), &mut no_eval, &mut |_| {}).unwrap();
+    t2.run(&mut resumed, &train, Some(&p), &mut no_eval, &mut |_| {})
+        .unwrap();
     assert_eq!(resumed.named_tensors(), straight.named_tensors());
     assert_eq!(t2.optimizer(), t.optimizer());
     assert_eq!(t2.state(), t.state());
@@ -170,13 +193,19 @@ fn a_huge_learning_rate_aborts_cleanly_and_the_last_good_checkpoint_loads() {
     };
     cfg.clip_norm = None;
     cfg.max_bad_steps = 3;
-    let err = Trainer::new(cfg).unwrap().run(&mut m, &train, Some(&p), &mut no_eval, &mut |_| {}).unwrap_err();
+    let err = Trainer::new(cfg)
+        .unwrap()
+        .run(&mut m, &train, Some(&p), &mut no_eval, &mut |_| {})
+        .unwrap_err();
     assert!(matches!(err, TrainError::Diverged { consecutive: 3, .. }), "{err}");
     assert!(err.to_string().contains("lower the learning rate"), "{err}");
     let ck = checkpoint::load(&p.last_dir).unwrap();
     let mut fresh = classifier();
     fresh.load_named(&ck.tensors).unwrap();
-    assert!(fresh.named_tensors().values().all(|(_, v)| v.iter().all(|x| x.is_finite())));
+    assert!(fresh
+        .named_tensors()
+        .values()
+        .all(|(_, v)| v.iter().all(|x| x.is_finite())));
     // A resumed trainer from that checkpoint is consistent too.
     Trainer::resume(&p.last_dir, &mut fresh).unwrap();
 }
@@ -198,7 +227,13 @@ fn early_stopping_keeps_the_best_epoch() {
     let mut records = Vec::new();
     let mut t = Trainer::new(cfg).unwrap();
     let stop = t
-        .run(&mut m, &train, Some(&p), &mut |m: &Supervised| evaluate(m, &val, 64), &mut |r| records.push(r.clone()))
+        .run(
+            &mut m,
+            &train,
+            Some(&p),
+            &mut |m: &Supervised| evaluate(m, &val, 64),
+            &mut |r| records.push(r.clone()),
+        )
         .unwrap();
     assert_eq!(stop, Stop::EarlyStop);
     let best = t.state().best_epoch.unwrap();
@@ -222,7 +257,13 @@ fn early_stopping_keeps_the_best_epoch() {
     });
     let e = Trainer::new(cfg)
         .unwrap()
-        .run(&mut classifier(), &train, None, &mut |m: &Supervised| evaluate(m, &val, 64), &mut |_| {})
+        .run(
+            &mut classifier(),
+            &train,
+            None,
+            &mut |m: &Supervised| evaluate(m, &val, 64),
+            &mut |_| {},
+        )
         .unwrap_err();
     assert!(e.to_string().contains("training.early_stopping.metric"), "{e}");
 }
@@ -236,7 +277,10 @@ fn tagging_and_regression_learn() {
         class_weights: None,
     };
     let mut tagger = Supervised::new(model(Head::PerStep, 2, 1), task, None).unwrap();
-    Trainer::new(config(8)).unwrap().run(&mut tagger, &train, None, &mut no_eval, &mut |_| {}).unwrap();
+    Trainer::new(config(8))
+        .unwrap()
+        .run(&mut tagger, &train, None, &mut no_eval, &mut |_| {})
+        .unwrap();
     let acc = evaluate(&tagger, &test, 64).unwrap()["accuracy"];
     assert!(acc > 0.95, "tagging accuracy {acc}");
 
@@ -248,7 +292,10 @@ fn tagging_and_regression_learn() {
     };
     let mut reg = Supervised::new(model(Head::Final, 1, 1), task.clone(), Some(4)).unwrap();
     let before = evaluate(&reg, &test, 64).unwrap()["mae"];
-    Trainer::new(config(8)).unwrap().run(&mut reg, &train, None, &mut no_eval, &mut |_| {}).unwrap();
+    Trainer::new(config(8))
+        .unwrap()
+        .run(&mut reg, &train, None, &mut no_eval, &mut |_| {})
+        .unwrap();
     let after = evaluate(&reg, &test, 64).unwrap()["mae"];
     assert!(after < 0.5 * before && after < 0.1, "mae {before} → {after}");
     // A head that does not fit the task is refused.
@@ -282,16 +329,26 @@ fn two_threads_match_one_thread_and_are_deterministic() {
             ..OptimizerConfig::default()
         };
         cfg.clip_norm = None;
-        Trainer::new(cfg).unwrap().run(&mut m, &train, None, &mut no_eval, &mut |_| {}).unwrap();
+        Trainer::new(cfg)
+            .unwrap()
+            .run(&mut m, &train, None, &mut no_eval, &mut |_| {})
+            .unwrap();
         m
     };
     let (one, two, two_again) = (run(1), run(2), run(2));
-    assert_eq!(two.named_tensors(), two_again.named_tensors(), "same seed and thread count, same weights");
+    assert_eq!(
+        two.named_tensors(),
+        two_again.named_tensors(),
+        "same seed and thread count, same weights"
+    );
     let mut worst = 0.0f32;
     for ((_, (_, a)), (_, (_, b))) in one.named_tensors().iter().zip(two.named_tensors().iter()) {
         for (x, y) in a.iter().zip(b) {
             worst = worst.max((x - y).abs());
         }
     }
-    assert!(worst < 1e-5, "sharded gradients combine to the full batch's: max weight difference {worst}");
+    assert!(
+        worst < 1e-5,
+        "sharded gradients combine to the full batch's: max weight difference {worst}"
+    );
 }

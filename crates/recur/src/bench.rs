@@ -424,9 +424,9 @@ impl Serialize for StatsView<'_> {
 #[derive(Clone, Debug)]
 pub enum BenchModel {
     /// A recur model directory.
-    Rnn(Rnn<f32>),
+    Rnn(Box<Rnn<f32>>),
     /// A `sequence` checkpoint.
-    Sequence(SequenceModel),
+    Sequence(Box<SequenceModel>),
 }
 
 /// Loads `dir` as a recur model directory or a `sequence` checkpoint (decided by
@@ -436,13 +436,13 @@ pub fn load_model(dir: &Path) -> Result<BenchModel, BenchError> {
         return Err(BenchError::NotFound(dir.to_path_buf()));
     }
     if checkpoint::is_checkpoint(dir) {
-        return load_sequence_checkpoint(dir).map(BenchModel::Sequence);
+        return load_sequence_checkpoint(dir).map(|m| BenchModel::Sequence(Box::new(m)));
     }
     if !model_dir::is_model_dir(dir) {
         return Err(BenchError::NotAModel(dir.to_path_buf()));
     }
     model_dir::load(dir)
-        .map(BenchModel::Rnn)
+        .map(|rnn| BenchModel::Rnn(Box::new(rnn)))
         .map_err(|source| BenchError::ModelDir {
             path: dir.to_path_buf(),
             source,
@@ -471,8 +471,7 @@ pub fn load_sequence_checkpoint(dir: &Path) -> Result<SequenceModel, BenchError>
         .model
         .get("sequence")
         .ok_or_else(|| ck_err(field("missing".into())))?;
-    let cfg: SequenceModelConfig =
-        serde_json::from_value(raw.clone()).map_err(|e| ck_err(field(e.to_string())))?;
+    let cfg: SequenceModelConfig = serde_json::from_value(raw.clone()).map_err(|e| ck_err(field(e.to_string())))?;
     let mut model = SequenceModel::zeros(cfg).map_err(|e| ck_err(field(e.to_string())))?;
     recur_train::Module::load_named(&mut model, &ck.tensors).map_err(|e| {
         ck_err(TrainError::Checkpoint {
@@ -544,7 +543,12 @@ pub fn bench_sequence_model(model: &SequenceModel, opts: &BenchOptions) -> Resul
             Ok(())
         },
     )?;
-    Ok(report(ModelKind::Sequence, model.rnn().kernels().name(), opts, per_length))
+    Ok(report(
+        ModelKind::Sequence,
+        model.rnn().kernels().name(),
+        opts,
+        per_length,
+    ))
 }
 
 fn report(kind: ModelKind, simd: &str, opts: &BenchOptions, per_length: Vec<LengthStats>) -> BenchReport {
@@ -669,7 +673,10 @@ mod tests {
             ..quick()
         };
         let r = bench_sequence_model(&model, &opts).unwrap();
-        assert_eq!((r.kind, r.simd.as_str(), r.batch, r.model.as_ref()), (ModelKind::Sequence, "reference", 2, None));
+        assert_eq!(
+            (r.kind, r.simd.as_str(), r.batch, r.model.as_ref()),
+            (ModelKind::Sequence, "reference", 2, None)
+        );
         assert_eq!(r.per_length.iter().map(|l| l.length).collect::<Vec<_>>(), vec![9, 3]);
         for l in &r.per_length {
             assert_eq!(l.iterations(), 20);
@@ -692,12 +699,36 @@ mod tests {
         assert_eq!(r.kind, ModelKind::Rnn);
         assert_ne!(r.simd, "reference");
         let cases: [(BenchOptions, &str); 6] = [
-            (BenchOptions { lengths: vec![], ..quick() }, "`lengths`: no lengths"),
-            (BenchOptions { lengths: vec![4, 0], ..quick() }, "`lengths`: 0 is not"),
-            (BenchOptions { lengths: vec![4, 4], ..quick() }, "4 is given more than once"),
+            (
+                BenchOptions {
+                    lengths: vec![],
+                    ..quick()
+                },
+                "`lengths`: no lengths",
+            ),
+            (
+                BenchOptions {
+                    lengths: vec![4, 0],
+                    ..quick()
+                },
+                "`lengths`: 0 is not",
+            ),
+            (
+                BenchOptions {
+                    lengths: vec![4, 4],
+                    ..quick()
+                },
+                "4 is given more than once",
+            ),
             (BenchOptions { batch: 0, ..quick() }, "`batch`"),
             (BenchOptions { threads: 2, ..quick() }, "single-threaded"),
-            (BenchOptions { seconds: f64::NAN, ..quick() }, "`seconds`: NaN"),
+            (
+                BenchOptions {
+                    seconds: f64::NAN,
+                    ..quick()
+                },
+                "`seconds`: NaN",
+            ),
         ];
         for (opts, needle) in cases {
             let msg = bench_rnn(&rnn, &opts).unwrap_err().to_string();

@@ -55,12 +55,23 @@ fn run_ts(name: &str, min_accuracy: f64) {
     let out = tmp.path().join("run");
     let train = d.join(format!("{name}/{name}_TRAIN.ts"));
     let test = d.join(format!("{name}/{name}_TEST.ts"));
-    ok(&recur(&[&"train", &"--train", &train, &"--test", &test, &"--out", &out]));
+    ok(&recur(&[
+        &"train", &"--train", &train, &"--test", &test, &"--out", &out,
+    ]));
     let m = metrics(&out);
     let acc = m["test"]["accuracy"].as_f64().unwrap();
-    eprintln!("{name}: test accuracy {acc:.4}, wall {:.2} s", m["wall_seconds"].as_f64().unwrap());
+    eprintln!(
+        "{name}: test accuracy {acc:.4}, wall {:.2} s",
+        m["wall_seconds"].as_f64().unwrap()
+    );
     assert!(acc >= min_accuracy, "{name}: accuracy {acc} < {min_accuracy}");
-    for f in ["model/manifest.json", "last/manifest.json", "metrics.jsonl", "config.toml", "training_curve.svg"] {
+    for f in [
+        "model/manifest.json",
+        "last/manifest.json",
+        "metrics.jsonl",
+        "config.toml",
+        "training_curve.svg",
+    ] {
         assert!(out.join(f).is_file(), "missing {f}");
     }
     // `recur eval` on the test file reproduces the recorded accuracy from the checkpoint alone.
@@ -89,9 +100,15 @@ fn airline_forecast_beats_seasonal_naive() {
     let csv = d.join("Airline/Airline.csv");
     ok(&recur(&[&"train", &"--train", &csv, &"--out", &out]));
     let m = metrics(&out);
-    let (mae, naive) = (m["test"]["mae"].as_f64().unwrap(), m["test"]["seasonal_naive_mae"].as_f64().unwrap());
+    let (mae, naive) = (
+        m["test"]["mae"].as_f64().unwrap(),
+        m["test"]["seasonal_naive_mae"].as_f64().unwrap(),
+    );
     eprintln!("Airline: GRU MAE {mae:.2}, seasonal naive {naive:.2}");
-    assert!((naive - 71.25).abs() < 1e-9, "seasonal naive on the last 24 months is 71.25");
+    assert!(
+        (naive - 71.25).abs() < 1e-9,
+        "seasonal naive on the last 24 months is 71.25"
+    );
     assert!(mae < naive, "GRU {mae} vs seasonal naive {naive}");
     let p = ok(&recur(&[&"predict", &"--model", &out.join("model"), &"--data", &csv]));
     assert_eq!(p.lines().count(), 24);
@@ -133,41 +150,102 @@ fn run_directory_config_and_errors() {
     let out = tmp.path().join("run");
     let cfg = tmp.path().join("recipe.toml");
     std::fs::write(&cfg, "[model]\nhidden_size = 8\n\n[training]\nepochs = 15\n").unwrap();
-    let printed = ok(&recur(&[&"train", &"--config", &cfg, &"--set", &"training.batch_size=8", &"--print-config"]));
+    let printed = ok(&recur(&[
+        &"train",
+        &"--config",
+        &cfg,
+        &"--set",
+        &"training.batch_size=8",
+        &"--print-config",
+    ]));
     let resolved: toml::Table = toml::from_str(&printed).unwrap();
     assert_eq!(resolved["model"]["hidden_size"].as_integer(), Some(8));
     assert_eq!(resolved["training"]["batch_size"].as_integer(), Some(8));
     assert_eq!(resolved["training"]["epochs"].as_integer(), Some(15));
-    ok(&recur(&[&"train", &"--config", &cfg, &"--train", &train, &"--test", &test, &"--out", &out, &"--seed", &"3"]));
+    ok(&recur(&[
+        &"train",
+        &"--config",
+        &cfg,
+        &"--train",
+        &train,
+        &"--test",
+        &test,
+        &"--out",
+        &out,
+        &"--seed",
+        &"3",
+    ]));
     let m = metrics(&out);
     assert!(m["test"]["accuracy"].as_f64().unwrap() > 0.9, "{m}");
     let written: toml::Table = toml::from_str(&std::fs::read_to_string(out.join("config.toml")).unwrap()).unwrap();
     assert_eq!(written["training"]["seed"].as_integer(), Some(3));
     let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-    assert!(lines.lines().all(|l| serde_json::from_str::<Value>(l).unwrap()["epoch"].is_u64()));
+    assert!(lines
+        .lines()
+        .all(|l| serde_json::from_str::<Value>(l).unwrap()["epoch"].is_u64()));
     let svg = std::fs::read_to_string(out.join("training_curve.svg")).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("polyline"), "an SVG with curves");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("polyline"),
+        "an SVG with curves"
+    );
     // Same seed, same model: the run is deterministic end to end.
     let out2 = tmp.path().join("run2");
-    ok(&recur(&[&"train", &"--config", &cfg, &"--train", &train, &"--test", &test, &"--out", &out2, &"--seed", &"3"]));
+    ok(&recur(&[
+        &"train",
+        &"--config",
+        &cfg,
+        &"--train",
+        &train,
+        &"--test",
+        &test,
+        &"--out",
+        &out2,
+        &"--seed",
+        &"3",
+    ]));
     assert_eq!(
         std::fs::read(out.join("model/weights.safetensors")).unwrap(),
         std::fs::read(out2.join("model/weights.safetensors")).unwrap()
     );
 
-    fails(&recur(&[&"train", &"--set", &"model.hiden_size=3", &"--print-config"]), &["hiden_size"]);
-    fails(&recur(&[&"train", &"--set", &"model.dropout=2", &"--print-config"]), &["model.dropout"]);
-    fails(&recur(&[&"train", &"--train", &train, &"--out", &out]), &["--test is required"]);
-    fails(&recur(&[&"train", &"--train", &cfg, &"--test", &test, &"--out", &out]), &["unsupported extension"]);
+    fails(
+        &recur(&[&"train", &"--set", &"model.hiden_size=3", &"--print-config"]),
+        &["hiden_size"],
+    );
+    fails(
+        &recur(&[&"train", &"--set", &"model.dropout=2", &"--print-config"]),
+        &["model.dropout"],
+    );
+    fails(
+        &recur(&[&"train", &"--train", &train, &"--out", &out]),
+        &["--test is required"],
+    );
+    fails(
+        &recur(&[&"train", &"--train", &cfg, &"--test", &test, &"--out", &out]),
+        &["unsupported extension"],
+    );
     let broken = tmp.path().join("broken.ts");
-    std::fs::write(&broken, "@problemName X\n@classLabel true a b\n@data\n1,2,3:a\n1,x,3:b\n").unwrap();
-    fails(&recur(&[&"train", &"--train", &broken, &"--test", &test, &"--out", &out]), &["broken.ts", ":5"]);
-    fails(&recur(&[&"eval", &"--model", &tmp.path().join("nope"), &"--data", &test]), &["nope"]);
+    std::fs::write(
+        &broken,
+        "@problemName X\n@classLabel true a b\n@data\n1,2,3:a\n1,x,3:b\n",
+    )
+    .unwrap();
+    fails(
+        &recur(&[&"train", &"--train", &broken, &"--test", &test, &"--out", &out]),
+        &["broken.ts", ":5"],
+    );
+    fails(
+        &recur(&[&"eval", &"--model", &tmp.path().join("nope"), &"--data", &test]),
+        &["nope"],
+    );
     // A corrupted checkpoint is refused by name.
     let w = out.join("model/weights.safetensors");
     let mut bytes = std::fs::read(&w).unwrap();
     let k = bytes.len() - 3;
     bytes[k] ^= 1;
     std::fs::write(&w, bytes).unwrap();
-    fails(&recur(&[&"eval", &"--model", &out.join("model"), &"--data", &test]), &["weights.safetensors", "SHA-256"]);
+    fails(
+        &recur(&[&"eval", &"--model", &out.join("model"), &"--data", &test]),
+        &["weights.safetensors", "SHA-256"],
+    );
 }

@@ -2,6 +2,7 @@
 //! `Plan` built from them, and `run`.
 
 mod bench;
+mod demo;
 mod eval;
 mod harbor;
 mod import_torch;
@@ -44,6 +45,9 @@ pub enum Command {
     Bench(bench::Args),
     /// Write the HTML report of a forecaster run directory.
     Report(report::Args),
+    /// The escalation forecaster end to end: ticket logs (generated or yours), time split,
+    /// BiGRU vs gradient-boosted trees on the holdout, HTML report, latency benchmark.
+    Demo(demo::Args),
 }
 
 impl Command {
@@ -58,6 +62,7 @@ impl Command {
             Command::Predict(args) => eval::predict(args, out),
             Command::Bench(args) => bench::run(args, out),
             Command::Report(args) => report::run(args, out),
+            Command::Demo(args) => demo::run(args, out),
         }
     }
 }

@@ -215,7 +215,13 @@ fn task_for(cfg: &RecipeConfig, train: &SeqDataset, classes: usize) -> Task {
         let n = train.examples.len() as f64;
         counts
             .iter()
-            .map(|&c| if c == 0 { 0.0 } else { (n / (classes as f64 * c as f64)) as f32 })
+            .map(|&c| {
+                if c == 0 {
+                    0.0
+                } else {
+                    (n / (classes as f64 * c as f64)) as f32
+                }
+            })
             .collect()
     });
     Task::Multiclass { classes, class_weights }

@@ -244,6 +244,17 @@ fn merge(mut base: toml::Table, over: toml::Table) -> toml::Table {
     base
 }
 
+/// `base` with `key=value` overrides applied (see [`RecipeConfig::resolve`] for the syntax);
+/// errors name the key.
+pub fn with_sets<T: Serialize + serde::de::DeserializeOwned>(base: &T, sets: &[String]) -> Result<T, RecipeError> {
+    let mut table = toml::Table::try_from(base).map_err(|e| RecipeError::Config(e.to_string()))?;
+    for s in sets {
+        apply_set(&mut table, s)?;
+    }
+    toml::from_str(&toml::to_string(&table).expect("table serializes"))
+        .map_err(|e| RecipeError::Config(format!("after --set overrides: {e}")))
+}
+
 /// Applies one `dotted.key=value`; the value is parsed as TOML (`3`, `1e-3`, `true`,
 /// `"text"`, `[1, 2]`), falling back to a bare string.
 fn apply_set(table: &mut toml::Table, set: &str) -> Result<(), RecipeError> {

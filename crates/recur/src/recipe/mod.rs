@@ -16,6 +16,8 @@
 
 pub mod classify;
 pub mod config;
+pub mod demo;
+pub mod escalation;
 pub mod forecast;
 pub mod plot;
 

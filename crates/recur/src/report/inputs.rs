@@ -76,12 +76,7 @@ fn split_csv(line: &str) -> std::result::Result<Vec<String>, String> {
                     return Ok(fields);
                 }
                 Some(',') => fields.push(field),
-                Some(c) => {
-                    return Err(format!(
-                        "field {} has `{c}` after its closing quote",
-                        fields.len() + 1
-                    ))
-                }
+                Some(c) => return Err(format!("field {} has `{c}` after its closing quote", fields.len() + 1)),
             }
         } else {
             loop {
@@ -109,9 +104,7 @@ fn quote_csv(field: &str) -> String {
 }
 
 fn probability(column: &str, raw: &str) -> std::result::Result<f64, String> {
-    let v: f64 = raw
-        .parse()
-        .map_err(|_| format!("{column} `{raw}` is not a number"))?;
+    let v: f64 = raw.parse().map_err(|_| format!("{column} `{raw}` is not a number"))?;
     check_probability(column, v)
 }
 
@@ -427,7 +420,7 @@ mod tests {
         let rows = vec![
             row("T-1", true, 0.1 + 0.2, 1.0),
             row("a,b", false, 0.0, 1e-300),
-            row("say \"hi\"", false, 0.123456789012345678, 0.5),
+            row("say \"hi\"", false, 0.123_456_789_012_345_68, 0.5),
             row(" padded ", true, 1.0, 0.0),
         ];
         write_scores(&p, &rows).unwrap();
@@ -457,7 +450,7 @@ mod tests {
             ("t,1,1,0.5,NaN\n", "gbdt is NaN"),
             ("t,1,1,1.5,0.5\n", "bigru 1.5 is outside [0, 1]"),
             ("t,1,1,0.5,-0.1\n", "gbdt -0.1 is outside [0, 1]"),
-            ("\"t,1,1,0.5,0.5\n", "unterminated quote"),
+            ("\"t,1,1,0.5,0.5\n", "field 1 has an unterminated quote"),
         ];
         for (bad, needle) in cases {
             let text = format!("{SCORES_HEADER}\nok,1,0,0.1,0.2\n\n{bad}");
@@ -500,7 +493,10 @@ mod tests {
         text.push_str("{\"step\": 3}\n");
         std::fs::write(&p, text).unwrap();
         let err = read_epochs(&p).unwrap_err().to_string();
-        assert!(err.contains("m.jsonl:2: column") && err.contains("missing field `epoch`"), "{err}");
+        assert!(
+            err.contains("m.jsonl:2: column") && err.contains("missing field `epoch`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -518,7 +514,11 @@ mod tests {
         assert_eq!(l.lengths[&112].samples_ms.len(), 3);
         write_latency(&p, &l).unwrap();
         assert_eq!(read_latency(&p).unwrap(), l);
-        std::fs::write(&p, r#"{"lengths": {"18": {"median_ms": -1, "p95_ms": 1, "p99_ms": 1}}}"#).unwrap();
+        std::fs::write(
+            &p,
+            r#"{"lengths": {"18": {"median_ms": -1, "p95_ms": 1, "p99_ms": 1}}}"#,
+        )
+        .unwrap();
         let e = read_latency(&p).unwrap_err().to_string();
         assert!(e.contains("lengths.18.median_ms is -1"), "{e}");
         std::fs::write(&p, "{\"lengths\": {\"18\": {\"median_ms\": 1}}}").unwrap();

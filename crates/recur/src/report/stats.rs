@@ -260,6 +260,9 @@ mod tests {
         let e = merge_metrics(&p, &s, None).unwrap_err().to_string();
         assert!(e.contains("\"holdout\" is 3, not an object"), "{e}");
         std::fs::write(&p, "{").unwrap();
-        assert!(merge_metrics(&p, &s, None).unwrap_err().to_string().contains("metrics.json:1"));
+        assert!(merge_metrics(&p, &s, None)
+            .unwrap_err()
+            .to_string()
+            .contains("metrics.json:1"));
     }
 }

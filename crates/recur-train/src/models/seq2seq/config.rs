@@ -66,6 +66,11 @@ pub struct Seq2SeqConfig {
     /// Width of the additive (Bahdanau) attention layer; `0` = `dec_hidden`. Ignored otherwise.
     #[serde(default)]
     pub attn_dim: usize,
+    /// Luong's input feeding: the previous step's attentional vector `tanh(W_c·[c; h])` (zeros
+    /// at the first step) enters the GRU input next to the embedding, so the decoder knows
+    /// where it attended (Luong only; default false).
+    #[serde(default)]
+    pub input_feeding: bool,
 }
 
 impl Seq2SeqConfig {
@@ -84,6 +89,7 @@ impl Seq2SeqConfig {
             dec_hidden: width,
             attention: AttentionKind::Luong,
             attn_dim: 0,
+            input_feeding: false,
         }
     }
 
@@ -113,6 +119,9 @@ impl Seq2SeqConfig {
                 "eos",
                 format!("{} is outside the target vocabulary 0..{}", self.eos, self.tgt_vocab),
             );
+        }
+        if self.input_feeding && self.attention != AttentionKind::Luong {
+            return bad("input_feeding", "needs luong attention".into());
         }
         if self.bos == self.eos {
             return bad("eos", "must differ from bos".into());

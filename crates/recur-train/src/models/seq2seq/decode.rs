@@ -11,7 +11,7 @@ use crate::error::Result;
 struct Hyp {
     tokens: Vec<usize>,
     logp: f64,
-    /// Decoder state after the last token, `[H]`.
+    /// Decoder state after the last token, `[S]`.
     h: Vec<f32>,
 }
 
@@ -27,7 +27,7 @@ impl Seq2Seq {
     /// ties) is fed back, until `eos` or `max_len` tokens. Returns the tokens without `eos`.
     pub fn greedy(&self, srcs: &[&[usize]], max_len: usize) -> Result<Vec<Vec<usize>>> {
         let (mem, _) = self.encode(srcs, false)?;
-        let (h, v) = (self.cfg.dec_hidden, self.cfg.tgt_vocab);
+        let (sw, v) = (self.state_width(), self.cfg.tgt_vocab);
         let mut outs = vec![Vec::new(); srcs.len()];
         let mut active: Vec<usize> = if max_len == 0 {
             Vec::new()
@@ -35,9 +35,10 @@ impl Seq2Seq {
             (0..srcs.len()).collect()
         };
         let mut tokens = vec![self.cfg.bos; active.len()];
-        let mut state = mem.init.clone();
+        let mut state = self.initial_state(&mem);
         while !active.is_empty() {
             let rec = self.step(&mem, &active, tokens, state);
+            let after = self.next_state(&rec);
             let (mut next_active, mut next_tokens, mut next_state) = (Vec::new(), Vec::new(), Vec::new());
             for (r, &b) in active.iter().enumerate() {
                 let y = argmax(&rec.logits[r * v..(r + 1) * v]);
@@ -48,7 +49,7 @@ impl Seq2Seq {
                 if outs[b].len() < max_len {
                     next_active.push(b);
                     next_tokens.push(y);
-                    next_state.extend_from_slice(&rec.h[r * h..(r + 1) * h]);
+                    next_state.extend_from_slice(&after[r * sw..(r + 1) * sw]);
                 }
             }
             (active, tokens, state) = (next_active, next_tokens, next_state);
@@ -66,13 +67,14 @@ impl Seq2Seq {
     pub fn beam_search(&self, srcs: &[&[usize]], cfg: &BeamConfig) -> Result<Vec<Vec<usize>>> {
         cfg.validate()?;
         let (mem, _) = self.encode(srcs, false)?;
-        let h = self.cfg.dec_hidden;
-        let mut live: Vec<Vec<Hyp>> = (0..srcs.len())
-            .map(|b| {
+        let init = self.initial_state(&mem);
+        let mut live: Vec<Vec<Hyp>> = init
+            .chunks_exact(self.state_width())
+            .map(|h| {
                 vec![Hyp {
                     tokens: Vec::new(),
                     logp: 0.0,
-                    h: mem.init[b * h..(b + 1) * h].to_vec(),
+                    h: h.to_vec(),
                 }]
             })
             .collect();
@@ -104,7 +106,7 @@ impl Seq2Seq {
     }
 
     fn beam_step(&self, mem: &Memory, cfg: &BeamConfig, live: &mut [Vec<Hyp>], done: &mut [Vec<Done>]) {
-        let (h, v, k) = (self.cfg.dec_hidden, self.cfg.tgt_vocab, cfg.width);
+        let (sw, v, k) = (self.state_width(), self.cfg.tgt_vocab, cfg.width);
         let mut src_of = Vec::new();
         let mut tokens = Vec::new();
         let mut state = Vec::new();
@@ -116,6 +118,7 @@ impl Seq2Seq {
             }
         }
         let rec = self.step(mem, &src_of, tokens, state);
+        let after = self.next_state(&rec);
         let norm = |logp: f64, len: usize| logp / (len.max(1) as f64).powf(cfg.length_penalty);
         let mut row = 0;
         for (b, hyps) in live.iter_mut().enumerate() {
@@ -143,7 +146,7 @@ impl Seq2Seq {
                     let hyp = Hyp {
                         tokens,
                         logp,
-                        h: rec.h[r * h..(r + 1) * h].to_vec(),
+                        h: after[r * sw..(r + 1) * sw].to_vec(),
                     };
                     if hyp.tokens.len() >= cfg.max_len {
                         let score = norm(hyp.logp, hyp.tokens.len());

@@ -107,9 +107,13 @@ fn sample_softmax(row: &[f32], rng: &mut impl Rng) -> usize {
 
 impl Seq2Seq {
     /// One decoder step: row `r` reads source `src_of[r]` of `mem`, is fed `tokens[r]` and
-    /// starts from `h_prev [R, H]`.
-    pub(super) fn step(&self, mem: &Memory, src_of: &[usize], tokens: Vec<usize>, h_prev: Vec<f32>) -> StepRec {
+    /// starts from `state [R, S]` (see [`Seq2Seq::state_width`]).
+    pub(super) fn step(&self, mem: &Memory, src_of: &[usize], tokens: Vec<usize>, state: Vec<f32>) -> StepRec {
         let (n, e, m, h) = (src_of.len(), self.cfg.tgt_embed, mem.width, self.cfg.dec_hidden);
+        let (h_prev, feed) = match self.feed_width() {
+            0 => (state, Vec::new()),
+            f => split_rows(&state, h, f),
+        };
         let emb = self.dec_embed.forward(&tokens);
         let mut rec = StepRec::default();
         rec.x = match &self.attn {
@@ -126,7 +130,8 @@ impl Seq2Seq {
                 (rec.a, rec.u) = attention::bahdanau_weights(mem, src_of, &q, v.weight());
                 concat_rows(&emb, e, &attention::context(mem, src_of, &rec.a), m, n)
             }
-            Attention::Luong { .. } => emb,
+            Attention::Luong { .. } if feed.is_empty() => emb,
+            Attention::Luong { .. } => concat_rows(&emb, e, &feed, h, n),
         };
         (rec.h, rec.gru) = self.decoder.forward(n, &rec.x, &h_prev);
         if let Attention::Luong { combine, .. } = &self.attn {
@@ -139,6 +144,14 @@ impl Seq2Seq {
         rec.tokens = tokens;
         rec.h_prev = h_prev;
         rec
+    }
+
+    /// The state after `rec`, `[R, S]`: `h`, then the attentional vector with input feeding.
+    pub(super) fn next_state(&self, rec: &StepRec) -> Vec<f32> {
+        match self.feed_width() {
+            0 => rec.h.clone(),
+            f => concat_rows(&rec.h, self.cfg.dec_hidden, &rec.o, f, rec.tokens.len()),
+        }
     }
 
     /// Runs the decoder over `batch` with ground-truth inputs fed with probability
@@ -159,9 +172,9 @@ impl Seq2Seq {
         let (mut recs, mut dlogits) = (Vec::new(), Vec::new());
         let (mut nll, mut count) = (0.0f64, 0usize);
         let mut tokens = vec![self.cfg.bos; n];
-        let mut h = mem.init.clone();
+        let mut state = self.initial_state(mem);
         for t in 0..steps {
-            let rec = self.step(mem, &src_of, tokens, h);
+            let rec = self.step(mem, &src_of, tokens, state);
             let mut grad = if keep { vec![0.0f32; n * v] } else { Vec::new() };
             let mut next = Vec::with_capacity(n);
             for (r, ex) in batch.iter().enumerate() {
@@ -187,7 +200,7 @@ impl Seq2Seq {
                 });
             }
             tokens = next;
-            h = rec.h.clone();
+            state = self.next_state(&rec);
             if keep {
                 recs.push(rec);
                 dlogits.push(grad);
@@ -251,9 +264,12 @@ impl Seq2Seq {
         let mut d_keys = vec![0.0; mem.keys.len()];
         let mut d_last = vec![0.0; mem.last.len()];
         let mut dh_carry = vec![0.0; n * h];
+        // With input feeding: ∂L/∂o_t from the next step's GRU input.
+        let mut do_carry = vec![0.0; n * self.feed_width()];
         for (rec, dl) in recs.iter().zip(dlogits).rev() {
             let feat = if rec.o.is_empty() { &rec.h } else { &rec.o };
-            let dfeat = self.out.backward(feat, dl, n, &mut g[out_g], true).expect("dx");
+            let mut dfeat = self.out.backward(feat, dl, n, &mut g[out_g], true).expect("dx");
+            dfeat.iter_mut().zip(&do_carry).for_each(|(a, b)| *a += *b);
             let mut dh = match &self.attn {
                 Attention::Luong { combine, .. } => {
                     let dz: Vec<f32> = dfeat.iter().zip(&rec.o).map(|(d, o)| d * (1.0 - o * o)).collect();
@@ -282,7 +298,7 @@ impl Seq2Seq {
                     let dhq = query.backward(&rec.h_prev, &dq, n, &mut g[ATTN], true).expect("dx");
                     dh_carry.iter_mut().zip(&dhq).for_each(|(a, b)| *a += *b);
                 }
-                Attention::Luong { .. } => {}
+                Attention::Luong { .. } => do_carry = dc,
             }
         }
         MemoryGrads {

@@ -99,7 +99,11 @@ impl Seq2Seq {
         let encoder = Rnn::new(enc_cfg, rng)?;
         let bridge = Linear::new(m, h, true, rng);
         let dec_embed = Embedding::new(cfg.tgt_vocab, cfg.tgt_embed, rng);
-        let ctx = if cfg.attention == AttentionKind::Luong { 0 } else { m };
+        let ctx = match cfg.attention {
+            AttentionKind::Luong if cfg.input_feeding => h,
+            AttentionKind::Luong => 0,
+            _ => m,
+        };
         let decoder = GruCell::new(cfg.tgt_embed + ctx, h, rng);
         let attn = match cfg.attention {
             AttentionKind::None => Attention::None,
@@ -133,6 +137,31 @@ impl Seq2Seq {
     /// The validated config.
     pub fn config(&self) -> &Seq2SeqConfig {
         &self.cfg
+    }
+
+    /// Width of the input-feeding vector carried between steps (0 without input feeding).
+    fn feed_width(&self) -> usize {
+        if self.cfg.input_feeding {
+            self.cfg.dec_hidden
+        } else {
+            0
+        }
+    }
+
+    /// Width of the decoder state carried between steps: `h`, then the fed vector.
+    fn state_width(&self) -> usize {
+        self.cfg.dec_hidden + self.feed_width()
+    }
+
+    /// The decoder's first state for every source of `mem`: the bridge output, then zeros.
+    fn initial_state(&self, mem: &Memory) -> Vec<f32> {
+        let (h, f) = (self.cfg.dec_hidden, self.feed_width());
+        let mut s = Vec::with_capacity(mem.batch * (h + f));
+        for row in mem.init.chunks_exact(h) {
+            s.extend_from_slice(row);
+            s.resize(s.len() + f, 0.0);
+        }
+        s
     }
 
     fn check_sources(&self, srcs: &[&[usize]]) -> Result<()> {
@@ -231,9 +260,7 @@ impl Seq2Seq {
             Attention::Bahdanau { key, .. } => Some((key, ATTN + 1)),
         };
         if let Some((layer, gi)) = key_layer {
-            let ds = layer
-                .backward(&mem.states, &keys, b * t, &mut g[gi], true)
-                .expect("dx");
+            let ds = layer.backward(&mem.states, &keys, b * t, &mut g[gi], true).expect("dx");
             states.iter_mut().zip(&ds).for_each(|(a, d)| *a += *d);
         }
         let d_pre: Vec<f32> = init.iter().zip(&mem.init).map(|(d, s)| d * (1.0 - s * s)).collect();

@@ -1,0 +1,380 @@
+//! The escalation forecaster (the guide's worked example): ticket event logs in, a time-split
+//! BiGRU trained at cut points, compared with gradient-boosted trees on aggregated features.
+//!
+//! A sample is a ticket seen up to a cut point; its label is "escalates within the next 4
+//! hours" (`recur_data::labels`). The per-step input is an event-type embedding concatenated
+//! with scaled scalars to 64 dimensions (`recur_data::features::Preprocessor`, fitted on the
+//! training window only and saved in the checkpoint). The model is the guide's: a 2-layer
+//! BiGRU with 128 units per direction, final forward and backward states concatenated, a
+//! linear head; BCE with `pos_weight` for the rare positives; truncated BPTT with chunk 64;
+//! dropout between layers; clipping at 1.0; warmup; early stopping on validation AUC.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use recur_baseline::{train_with_validation, GbdtConfig, RowMatrix};
+use recur_data::aggregate::{AggregateFeaturizer, FeatureMatrix};
+use recur_data::features::{FeatureConfig, Preprocessor};
+use recur_data::labels::{CutPolicy, LabelConfig, Labeler, Sample, SplitSamples};
+use recur_data::schema::EventLog;
+use recur_data::split::{Split, SplitConfig, SplitPart};
+use recur_nn::init::Init;
+use recur_nn::{CellKind, RnnConfig};
+use recur_train::checkpoint;
+use recur_train::models::sequence::{Head, SequenceModel, SequenceModelConfig};
+use recur_train::optim::{OptimizerConfig, OptimizerKind};
+use recur_train::schedule::{Decay, Mode, ScheduleConfig};
+use recur_train::supervised::{evaluate, predict, Example, SeqDataset, Supervised, Target, Task};
+use recur_train::trainer::{CheckpointPlan, EarlyStopping, EpochRecord, TrainConfig, Trainer};
+use recur_train::Module;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{epoch_message, progress, RecipeError, Result, RunDir};
+
+/// `preprocessing.kind` of an escalation checkpoint.
+pub const PREP_KIND: &str = "event_log";
+
+/// The network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EscalationModel {
+    /// Hidden units per direction.
+    pub hidden_size: usize,
+    /// Stacked layers.
+    pub num_layers: usize,
+    /// Bidirectional (the guide's model) or unidirectional (for streaming).
+    pub bidirectional: bool,
+    /// Dropout between layers.
+    pub dropout: f64,
+}
+
+impl Default for EscalationModel {
+    fn default() -> Self {
+        EscalationModel {
+            hidden_size: 128,
+            num_layers: 2,
+            bidirectional: true,
+            dropout: 0.1,
+        }
+    }
+}
+
+/// Everything the forecaster's training needs besides the log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EscalationConfig {
+    /// The time split.
+    pub split: SplitConfig,
+    /// Cut points and the horizon.
+    pub labels: LabelConfig,
+    /// Vocabulary and scalers.
+    pub features: FeatureConfig,
+    /// Also train on every positive cut of the training tickets (oversampling the rare
+    /// positives; validation and holdout keep the labelling policy).
+    pub oversample_positives: bool,
+    /// The network.
+    pub model: EscalationModel,
+    /// Truncated BPTT chunk.
+    pub truncate: usize,
+    /// The training loop.
+    pub training: TrainConfig,
+    /// The baseline.
+    pub gbdt: GbdtConfig,
+}
+
+impl Default for EscalationConfig {
+    fn default() -> Self {
+        EscalationConfig {
+            split: SplitConfig::default(),
+            labels: LabelConfig::default(),
+            features: FeatureConfig::default(),
+            oversample_positives: false,
+            model: EscalationModel::default(),
+            truncate: 64,
+            training: TrainConfig {
+                epochs: 4,
+                batch_size: 64,
+                optimizer: OptimizerConfig {
+                    kind: OptimizerKind::AdamW,
+                    lr: 2e-3,
+                    ..OptimizerConfig::default()
+                },
+                schedule: ScheduleConfig {
+                    warmup_steps: 200,
+                    decay: Decay::Cosine,
+                    total_steps: None,
+                    min_factor: 0.05,
+                    ..ScheduleConfig::default()
+                },
+                clip_norm: Some(1.0),
+                early_stopping: Some(EarlyStopping {
+                    metric: "auc".into(),
+                    mode: Mode::Max,
+                    patience: 2,
+                    min_delta: 0.0,
+                }),
+                plateau: None,
+                max_bad_steps: 10,
+                bucketing: true,
+                seed: 0,
+                max_steps: None,
+                checkpoint_interval_secs: 60.0,
+                threads: 2,
+            },
+            gbdt: GbdtConfig::default(),
+        }
+    }
+}
+
+/// The samples of one split, with training positives oversampled when configured.
+pub fn samples(cfg: &EscalationConfig, log: &EventLog, split: &Split) -> Result<SplitSamples> {
+    let labeler = Labeler::new(cfg.labels.clone()).map_err(|e| RecipeError::Invalid(e.to_string()))?;
+    let mut s = labeler.split_samples(log, split);
+    if cfg.oversample_positives {
+        let every = Labeler::new(LabelConfig {
+            policy: CutPolicy::EveryEvent,
+            ..cfg.labels.clone()
+        })
+        .map_err(|e| RecipeError::Invalid(e.to_string()))?;
+        let have: HashSet<(usize, usize)> = s.train.iter().map(|x| (x.ticket, x.prefix_len)).collect();
+        let end = split.window_end_ms(SplitPart::Train);
+        let extra: Vec<Sample> = every
+            .samples(log, split.part(SplitPart::Train), end)
+            .into_iter()
+            .filter(|x| x.label && !have.contains(&(x.ticket, x.prefix_len)))
+            .collect();
+        s.train.extend(extra);
+    }
+    Ok(s)
+}
+
+/// Model inputs of `samples`: type ids and scaled scalars of each visible prefix.
+pub fn dataset(log: &EventLog, pre: &Preprocessor, samples: &[Sample]) -> SeqDataset {
+    SeqDataset {
+        features: pre.n_scalars(),
+        examples: samples
+            .iter()
+            .map(|s| {
+                let f = pre.sample_features(log, s);
+                Example {
+                    len: f.len(),
+                    features: f.scalars,
+                    ids: f.type_ids.iter().map(|&i| i as usize).collect(),
+                    target: Target::Binary(if s.label { 1.0 } else { 0.0 }),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// The network's config for a fitted preprocessor.
+pub fn model_config(cfg: &EscalationConfig, pre: &Preprocessor) -> SequenceModelConfig {
+    let m = &cfg.model;
+    SequenceModelConfig {
+        features: pre.n_scalars(),
+        vocab: pre.vocab_size(),
+        embed_dim: pre.embedding_dim(),
+        rnn: RnnConfig {
+            num_layers: m.num_layers,
+            bidirectional: m.bidirectional,
+            dropout: if m.num_layers > 1 { m.dropout } else { 0.0 },
+            ..RnnConfig::new(CellKind::Gru, pre.embedding_dim() + pre.n_scalars(), m.hidden_size)
+        },
+        head: Head::Final,
+        outputs: 1,
+    }
+}
+
+/// Probabilities of `samples` under `model`.
+pub fn score(model: &SequenceModel, log: &EventLog, pre: &Preprocessor, samples: &[Sample]) -> Result<Vec<f64>> {
+    let logits = predict(model, &dataset(log, pre, samples), 256)?;
+    Ok(logits.iter().map(|l| 1.0 / (1.0 + (-(l[0] as f64)).exp())).collect())
+}
+
+/// The threshold on validation probabilities that maximizes F1 (the routing threshold saved
+/// in the checkpoint).
+pub fn f1_threshold(labels: &[bool], probs: &[f64]) -> f64 {
+    let mut idx: Vec<usize> = (0..probs.len()).collect();
+    idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    let pos = labels.iter().filter(|&&l| l).count() as f64;
+    let (mut tp, mut fp, mut best, mut thr) = (0.0, 0.0, -1.0, 0.5);
+    for (k, &i) in idx.iter().enumerate() {
+        if labels[i] {
+            tp += 1.0;
+        } else {
+            fp += 1.0;
+        }
+        if k + 1 < idx.len() && probs[idx[k + 1]] == probs[i] {
+            continue;
+        }
+        let f1 = if tp > 0.0 {
+            2.0 * tp / (2.0 * tp + fp + (pos - tp))
+        } else {
+            0.0
+        };
+        if f1 > best {
+            best = f1;
+            thr = probs[i];
+        }
+    }
+    thr
+}
+
+/// What the BiGRU training produced.
+pub struct Trained {
+    /// The best model (by validation AUC).
+    pub model: SequenceModel,
+    /// Epoch records.
+    pub records: Vec<EpochRecord>,
+    /// Routing threshold.
+    pub threshold: f64,
+}
+
+/// Trains the BiGRU and writes `run/model` (best) and `run/last`.
+pub fn train_bigru(
+    cfg: &EscalationConfig,
+    log: &EventLog,
+    s: &SplitSamples,
+    pre: &Preprocessor,
+    run: &RunDir,
+    out: &mut dyn Write,
+) -> Result<Trained> {
+    let train = dataset(log, pre, &s.train);
+    let val = dataset(log, pre, &s.validation);
+    let pos = s.train.iter().filter(|x| x.label).count();
+    if pos == 0 || s.validation.iter().all(|x| !x.label) {
+        return Err(RecipeError::Invalid(
+            "the training or validation window has no escalations within the horizon; use more tickets".into(),
+        ));
+    }
+    let neg = s.train.len() - pos;
+    let mcfg = model_config(cfg, pre);
+    let model = SequenceModel::new(
+        mcfg.clone(),
+        &Init::recurrent_default(),
+        &mut ChaCha8Rng::seed_from_u64(cfg.training.seed),
+    )?;
+    let task = Task::Binary {
+        pos_weight: Some(neg as f32 / pos as f32),
+    };
+    let mut sup = Supervised::new(model, task.clone(), Some(cfg.truncate))?;
+    let plan = CheckpointPlan {
+        best_dir: run.model(),
+        last_dir: run.last(),
+        kind: "sequence".into(),
+        model: json!({"sequence": mcfg, "task": task}),
+        preprocessing: json!({"kind": PREP_KIND, "preprocessor": pre, "labels": cfg.labels, "threshold": Value::Null}),
+    };
+    for d in [run.model(), run.last()] {
+        if checkpoint::is_checkpoint(&d) {
+            std::fs::remove_dir_all(&d).map_err(|e| RecipeError::io(&d, e))?;
+        }
+    }
+    let events: usize = train.examples.iter().map(|e| e.len).sum();
+    writeln!(
+        out,
+        "training the {} on {} cut points ({pos} positive, {events} events), validating on {}",
+        if cfg.model.bidirectional { "BiGRU" } else { "GRU" },
+        train.examples.len(),
+        val.examples.len()
+    )
+    .map_err(|e| RecipeError::io(Path::new("<stdout>"), e))?;
+    let mut trainer = Trainer::new(cfg.training.clone())?;
+    let pb = progress(trainer.config().epochs as u64, "bigru");
+    let mut records = Vec::new();
+    let mut eval = |m: &Supervised| evaluate(m, &val, 256);
+    trainer.run(&mut sup, &train, Some(&plan), &mut eval, &mut |r: &EpochRecord| {
+        pb.set_position(r.epoch as u64);
+        pb.set_message(epoch_message(r));
+        let _ = writeln!(
+            std::io::stderr(),
+            "epoch {}: train loss {:.4}, validation AUC {:.4}, {:.0} s ({:.0} events/s)",
+            r.epoch,
+            r.train_loss,
+            r.val.get("auc").copied().unwrap_or(f64::NAN),
+            r.seconds,
+            events as f64 / r.seconds.max(1e-9)
+        );
+        records.push(r.clone());
+    })?;
+    pb.finish_and_clear();
+    // The best checkpoint, plus its routing threshold chosen on validation.
+    let mut ck = checkpoint::load(&run.model())?;
+    let mut model = SequenceModel::zeros(mcfg)?;
+    model.load_named(&ck.tensors)?;
+    let yv: Vec<bool> = s.validation.iter().map(|x| x.label).collect();
+    let pv = score(&model, log, pre, &s.validation)?;
+    let threshold = f1_threshold(&yv, &pv);
+    ck.preprocessing["threshold"] = json!(threshold);
+    checkpoint::save(&run.model(), &ck)?;
+    Ok(Trained {
+        model,
+        records,
+        threshold,
+    })
+}
+
+/// Loads an escalation checkpoint: model, preprocessor, routing threshold.
+pub fn load(dir: &Path) -> Result<(SequenceModel, Preprocessor, f64)> {
+    let ck = checkpoint::load(dir)?;
+    let bad = |r: String| RecipeError::Invalid(format!("{}: {r}", dir.display()));
+    if ck.preprocessing.get("kind").and_then(Value::as_str) != Some(PREP_KIND) {
+        return Err(bad(format!("not an {PREP_KIND} checkpoint (preprocessing.kind)")));
+    }
+    let pre: Preprocessor = serde_json::from_value(ck.preprocessing["preprocessor"].clone())
+        .map_err(|e| bad(format!("preprocessing.preprocessor: {e}")))?;
+    let threshold = ck.preprocessing["threshold"].as_f64().unwrap_or(0.5);
+    let mcfg: SequenceModelConfig =
+        serde_json::from_value(ck.model["sequence"].clone()).map_err(|e| bad(format!("model.sequence: {e}")))?;
+    let mut model = SequenceModel::zeros(mcfg)?;
+    model.load_named(&ck.tensors).map_err(|e| bad(e.to_string()))?;
+    Ok((model, pre, threshold))
+}
+
+fn rows(f: &FeatureMatrix) -> Result<RowMatrix<'_>> {
+    RowMatrix::new(&f.data, f.n_rows, f.n_cols).map_err(|e| RecipeError::Invalid(e.to_string()))
+}
+
+/// The GBDT baseline: trained on the training cuts' aggregates with early stopping on the
+/// validation cuts; returns holdout probabilities.
+pub fn gbdt_holdout(cfg: &EscalationConfig, log: &EventLog, s: &SplitSamples, pre: &Preprocessor) -> Result<Vec<f64>> {
+    let agg = AggregateFeaturizer::from_preprocessor(pre);
+    let y = |v: &[Sample]| v.iter().map(|x| x.label).collect::<Vec<bool>>();
+    let (xt, xv, xh) = (
+        agg.matrix(log, &s.train),
+        agg.matrix(log, &s.validation),
+        agg.matrix(log, &s.holdout),
+    );
+    let m = train_with_validation(&rows(&xt)?, &y(&s.train), &rows(&xv)?, &y(&s.validation), &cfg.gbdt)
+        .map_err(|e| RecipeError::Invalid(format!("GBDT: {e}")))?;
+    m.predict_proba(&rows(&xh)?)
+        .map_err(|e| RecipeError::Invalid(format!("GBDT: {e}")))
+}
+
+/// Ticket-length statistics of a log: median, p95 and max (for the latency benchmark).
+pub fn length_profile(log: &EventLog) -> (usize, usize, usize) {
+    let mut l: Vec<usize> = log.tickets.iter().map(|t| t.events.len()).collect();
+    if l.is_empty() {
+        return (1, 1, 1);
+    }
+    l.sort_unstable();
+    let q = |p: f64| l[((l.len() - 1) as f64 * p).round() as usize].max(1);
+    (q(0.5), q(0.95), *l.last().expect("non-empty"))
+}
+
+/// Holdout metrics of both models.
+pub fn holdout_metrics(labels: &[bool], bigru: &[f64], gbdt: &[f64]) -> Result<BTreeMap<String, f64>> {
+    use recur_train::metrics::{average_precision, roc_auc};
+    let mut m = BTreeMap::new();
+    m.insert("bigru_auc".into(), roc_auc(labels, bigru)?);
+    m.insert("gbdt_auc".into(), roc_auc(labels, gbdt)?);
+    m.insert("bigru_average_precision".into(), average_precision(labels, bigru)?);
+    m.insert("gbdt_average_precision".into(), average_precision(labels, gbdt)?);
+    m.insert("samples".into(), labels.len() as f64);
+    m.insert("positives".into(), labels.iter().filter(|&&l| l).count() as f64);
+    Ok(m)
+}
