@@ -8,19 +8,23 @@
 //! Source: the letters of a headword (`a`–`z`, `'`, `.`, `-`). Target: its ARPAbet phones with
 //! stress. `#` comments are stripped; `word(2)` lines are extra pronunciations of `word`, used
 //! as extra training pairs and as extra references. Split: the distinct headwords in sorted
-//! order, index `% 10 == 9` is test; of the rest, index `% 40 == 7` is validation (early
-//! stopping, learning-rate halving), everything else trains.
+//! order, index `% 10 == 9` is test; of the rest, index `% 40 == 7` is validation (model
+//! selection by greedy WER, early stopping), everything else trains.
 //!
 //! Metrics on the test words, decoded with beam search: WER = share of words whose prediction
 //! equals no reference; PER = Σ edit distance to the closest reference / Σ that reference's
 //! length. Progress goes to stderr; the last stdout line is a JSON summary.
 //!
-//! Options (defaults in brackets): `--attention none|luong|bahdanau` [luong],
-//! `--input-feeding true|false` [true; Luong only], `--epochs N`
-//! [15], `--embed E` [64], `--enc-hidden H` [256, per direction], `--hidden H` [256, decoder],
-//! `--enc-layers L` [1], `--batch B` [128], `--lr X` [2e-3], `--clip X` [5], `--beam K` [5],
-//! `--length-penalty A` [0], `--patience N` [3], `--sampling teacher|linear:K:C:MIN|exp:K|sigmoid:K`
-//! [teacher], `--max-train N` [all; a quick subset], `--seed S` [1].
+//! Options (defaults in brackets):
+//!
+//! * model: `--attention none|luong|bahdanau` [luong], `--input-feeding true|false` [true;
+//!   Luong only], `--embed E` [64], `--enc-hidden H` [256 per direction], `--enc-layers L` [1],
+//!   `--hidden H` [256, decoder], `--dropout P` [0.3];
+//! * training: `--epochs N` [15], `--batch B` [128], `--lr X` [2e-3, Adam],
+//!   `--lr-decay cosine|plateau` [cosine], `--clip X` [5], `--patience N` [3],
+//!   `--sampling teacher|linear:K:C:MIN|exp:K|sigmoid:K` [teacher], `--seed S` [1],
+//!   `--max-train N` [all; for a quick run];
+//! * decoding: `--beam K` [5], `--length-penalty A` [0].
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -33,16 +37,28 @@ use recur_train::models::seq2seq::{
     TrainSettings,
 };
 use recur_train::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+use recur_train::schedule::{Decay, ScheduleConfig};
 use recur_train::Module;
 use serde::Serialize;
 
 const LETTERS: &str = "abcdefghijklmnopqrstuvwxyz'.-";
+
+/// How the learning rate falls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum LrDecay {
+    /// Half cosine from `--lr` to 2% of it over `--epochs`.
+    Cosine,
+    /// Halve whenever the validation WER does not improve.
+    Plateau,
+}
 
 #[derive(Clone, Debug, Serialize)]
 struct Settings {
     data: String,
     attention: AttentionKind,
     input_feeding: bool,
+    dropout: f64,
     epochs: usize,
     embed: usize,
     enc_hidden: usize,
@@ -50,6 +66,7 @@ struct Settings {
     hidden: usize,
     batch: usize,
     lr: f64,
+    lr_decay: LrDecay,
     clip: f32,
     beam: usize,
     length_penalty: f64,
@@ -87,6 +104,7 @@ fn parse_args() -> Result<Settings, Box<dyn Error>> {
         data: String::new(),
         attention: AttentionKind::Luong,
         input_feeding: true,
+        dropout: 0.3,
         epochs: 15,
         embed: 64,
         enc_hidden: 256,
@@ -94,6 +112,7 @@ fn parse_args() -> Result<Settings, Box<dyn Error>> {
         hidden: 256,
         batch: 128,
         lr: 2e-3,
+        lr_decay: LrDecay::Cosine,
         clip: 5.0,
         beam: 5,
         length_penalty: 0.0,
@@ -117,6 +136,7 @@ fn parse_args() -> Result<Settings, Box<dyn Error>> {
                 }
             }
             "--input-feeding" => s.input_feeding = value()?.parse()?,
+            "--dropout" => s.dropout = value()?.parse()?,
             "--epochs" => s.epochs = value()?.parse()?,
             "--embed" => s.embed = value()?.parse()?,
             "--enc-hidden" => s.enc_hidden = value()?.parse()?,
@@ -124,6 +144,13 @@ fn parse_args() -> Result<Settings, Box<dyn Error>> {
             "--hidden" => s.hidden = value()?.parse()?,
             "--batch" => s.batch = value()?.parse()?,
             "--lr" => s.lr = value()?.parse()?,
+            "--lr-decay" => {
+                s.lr_decay = match value()?.as_str() {
+                    "cosine" => LrDecay::Cosine,
+                    "plateau" => LrDecay::Plateau,
+                    other => return Err(format!("--lr-decay: expected cosine|plateau, got `{other}`").into()),
+                }
+            }
             "--clip" => s.clip = value()?.parse()?,
             "--beam" => s.beam = value()?.parse()?,
             "--length-penalty" => s.length_penalty = value()?.parse()?,
@@ -295,6 +322,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         attention: s.attention,
         attn_dim: 0,
         input_feeding: s.input_feeding,
+        dropout: s.dropout,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
     let mut model = Seq2Seq::new(cfg, &mut rng)?;
@@ -316,17 +344,28 @@ fn main() -> Result<(), Box<dyn Error>> {
         max_len,
         length_penalty: 0.0,
     };
+    let total_updates = (s.epochs * train.len().div_ceil(s.batch)) as u64;
+    let cosine = ScheduleConfig {
+        decay: Decay::Cosine,
+        min_factor: 0.02,
+        ..ScheduleConfig::default()
+    };
     let (mut lr, mut best, mut since_best, mut epochs) = (s.lr, (f64::INFINITY, f64::INFINITY), 0, 0);
     let mut best_model = model.clone();
     for epoch in 1..=s.epochs {
         let t0 = Instant::now();
-        let stats = train_epoch(&mut model, &train, &settings, &mut opt, |_| lr, &mut rng)?;
+        let lr_at = |step| match s.lr_decay {
+            LrDecay::Cosine => s.lr * cosine.factor(step, total_updates),
+            LrDecay::Plateau => lr,
+        };
+        let stats = train_epoch(&mut model, &train, &settings, &mut opt, lr_at, &mut rng)?;
+        let shown_lr = lr_at(opt.steps());
         let val_loss = evaluate_loss(&model, &valid, 256)?;
         let (val_per, val_wer) = score(&model, &valid_w, &vocab, &greedy)?;
         epochs = epoch;
         eprintln!(
             "epoch {epoch}: train loss {:.4} (|g| {:.2}, teacher {:.2}, {} updates), valid loss {val_loss:.4} \
-             PER {:.2}% WER {:.2}% (greedy), lr {lr:.1e}, {:.0} s (total {:.0} s)",
+             PER {:.2}% WER {:.2}% (greedy), lr {shown_lr:.1e}, {:.0} s (total {:.0} s)",
             stats.loss,
             stats.grad_norm,
             stats.teacher_prob,
@@ -342,7 +381,9 @@ fn main() -> Result<(), Box<dyn Error>> {
             since_best = 0;
         } else {
             since_best += 1;
-            lr *= 0.5;
+            if s.lr_decay == LrDecay::Plateau {
+                lr *= 0.5;
+            }
             if since_best >= s.patience {
                 eprintln!("no validation improvement for {} epochs: stopping", s.patience);
                 break;

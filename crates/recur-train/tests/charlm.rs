@@ -431,6 +431,12 @@ fn bad_inputs_are_errors() {
         .unwrap_err()
         .to_string()
         .contains("charlm.dropout"));
+    assert!(CharLm::new(
+        CharLmConfig::default(),
+        CharVocab::from_text("", 1),
+        &mut ChaCha8Rng::seed_from_u64(0)
+    )
+    .is_err());
     let cfg = CharLmTrainConfig {
         batch: 8,
         ..CharLmTrainConfig::default()

@@ -50,9 +50,17 @@ fn tiny_batch() -> Vec<Example> {
 }
 
 /// Central differences in f32 parameters with the loss summed in f64: `eps = 1e-2`, relative
-/// tolerance 1e-2 (plus 2e-5 absolute for near-zero entries).
-fn gradcheck(variant: (AttentionKind, bool)) {
+/// tolerance 1e-2 (plus 2e-5 absolute for near-zero entries). With dropout, every evaluation
+/// draws the same masks from the same seed.
+fn gradcheck(variant: (AttentionKind, bool), dropout: f64) {
     let mut model = tiny(variant, 11);
+    if dropout > 0.0 {
+        let mut cfg = model.config().clone();
+        cfg.dropout = dropout;
+        let mut with_dropout = Seq2Seq::new(cfg, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+        with_dropout.load_named(&model.named_tensors()).unwrap();
+        model = with_dropout;
+    }
     // Sharper attention than at initialization, so its gradients are well above the noise.
     let names: Vec<&str> = model.buffers().iter().map(|(p, _)| *p).collect();
     for (name, buf) in names.into_iter().zip(model.buffers_mut()) {
@@ -61,12 +69,15 @@ fn gradcheck(variant: (AttentionKind, bool)) {
         }
     }
     let batch = tiny_batch();
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let out = model
-        .forward_backward(&batch, 1.0, SampleFrom::Argmax, &mut rng)
-        .unwrap();
-    let (loss, _) = model.loss(&batch).unwrap();
-    assert!((loss - out.loss).abs() < 1e-12, "{loss} vs {}", out.loss);
+    let run = |m: &Seq2Seq| {
+        m.forward_backward(&batch, 1.0, SampleFrom::Argmax, &mut ChaCha8Rng::seed_from_u64(5))
+            .unwrap()
+    };
+    let out = run(&model);
+    if dropout == 0.0 {
+        let (loss, _) = model.loss(&batch).unwrap();
+        assert!((loss - out.loss).abs() < 1e-12, "{loss} vs {}", out.loss);
+    }
     let names: Vec<String> = model.buffers().iter().map(|(p, _)| p.to_string()).collect();
     let eps = 1e-2f32;
     let (mut checked, mut worst) = (0, 0.0f64);
@@ -74,9 +85,9 @@ fn gradcheck(variant: (AttentionKind, bool)) {
         for j in 0..grad.as_slice().len() {
             let orig = model.buffers_mut()[bi].as_slice()[j];
             model.buffers_mut()[bi].as_mut_slice()[j] = orig + eps;
-            let up = model.loss(&batch).unwrap().0;
+            let up = run(&model).loss;
             model.buffers_mut()[bi].as_mut_slice()[j] = orig - eps;
-            let down = model.loss(&batch).unwrap().0;
+            let down = run(&model).loss;
             model.buffers_mut()[bi].as_mut_slice()[j] = orig;
             let fd = (up - down) / (2.0 * eps as f64);
             let g = grad.as_slice()[j] as f64;
@@ -93,27 +104,33 @@ fn gradcheck(variant: (AttentionKind, bool)) {
         }
     }
     assert_eq!(checked, model.num_params());
-    eprintln!("{variant:?}: {checked} parameters, worst relative error {worst:.2e}");
+    eprintln!("{variant:?}, dropout {dropout}: {checked} parameters, worst relative error {worst:.2e}");
 }
 
 #[test]
 fn gradients_match_finite_differences_without_attention() {
-    gradcheck(VARIANTS[0]);
+    gradcheck(VARIANTS[0], 0.0);
 }
 
 #[test]
 fn gradients_match_finite_differences_with_luong_attention() {
-    gradcheck(VARIANTS[1]);
+    gradcheck(VARIANTS[1], 0.0);
 }
 
 #[test]
 fn gradients_match_finite_differences_with_luong_attention_and_input_feeding() {
-    gradcheck(VARIANTS[2]);
+    gradcheck(VARIANTS[2], 0.0);
 }
 
 #[test]
 fn gradients_match_finite_differences_with_bahdanau_attention() {
-    gradcheck(VARIANTS[3]);
+    gradcheck(VARIANTS[3], 0.0);
+}
+
+#[test]
+fn gradients_match_finite_differences_with_dropout() {
+    gradcheck(VARIANTS[2], 0.3);
+    gradcheck(VARIANTS[3], 0.3);
 }
 
 /// Digit strings of length 10 to 30; targets are the reversed strings. Source ids are the

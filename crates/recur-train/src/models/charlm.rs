@@ -302,7 +302,7 @@ impl CharLm {
     /// A model with PyTorch's default initializations (embedding `N(0, 1)`, RNN and head
     /// uniform), drawn from `rng` in the order embedding, RNN, head.
     pub fn new(cfg: CharLmConfig, vocab: CharVocab, rng: &mut ChaCha8Rng) -> Result<Self> {
-        cfg.validate()?;
+        Self::check_parts(&cfg, &vocab)?;
         let v = vocab.len();
         let embed = Embedding::new(v, cfg.embed_dim, rng);
         let rnn = Rnn::new(cfg.rnn_config(), rng)?;
@@ -318,7 +318,7 @@ impl CharLm {
 
     /// A model with every weight zero (to be filled by [`Module::load_named`]).
     pub fn zeros(cfg: CharLmConfig, vocab: CharVocab) -> Result<Self> {
-        cfg.validate()?;
+        Self::check_parts(&cfg, &vocab)?;
         let v = vocab.len();
         Ok(CharLm {
             embed: Embedding::zeros(v, cfg.embed_dim),
@@ -327,6 +327,14 @@ impl CharLm {
             cfg,
             vocab,
         })
+    }
+
+    fn check_parts(cfg: &CharLmConfig, vocab: &CharVocab) -> Result<()> {
+        cfg.validate()?;
+        if vocab.is_empty() {
+            return Err(TrainError::Invalid("the vocabulary has no characters".into()));
+        }
+        Ok(())
     }
 
     /// The config and vocabulary as JSON: `{"config": {...}, "vocab": {"chars": "..."}}`.
@@ -404,7 +412,7 @@ impl CharLm {
     }
 
     fn check_chunk(&self, c: &Chunk<'_>, state: &LmState) -> Result<()> {
-        let n = c.batch * c.time;
+        let n = c.batch.checked_mul(c.time).unwrap_or(0);
         if n == 0 || c.inputs.len() != n || c.targets.len() != n {
             return Err(TrainError::Invalid(format!(
                 "chunk of {} streams × {} steps needs {n} inputs and targets (≥ 1), got {} and {}",

@@ -71,6 +71,11 @@ pub struct Seq2SeqConfig {
     /// where it attended (Luong only; default false).
     #[serde(default)]
     pub input_feeding: bool,
+    /// Dropout probability, training only (default 0): variational dropout on every encoder
+    /// layer's input (one mask per sequence, the embeddings included) and dropout on the
+    /// features the output layer reads (a fresh mask per step and unit).
+    #[serde(default)]
+    pub dropout: f64,
 }
 
 impl Seq2SeqConfig {
@@ -90,6 +95,7 @@ impl Seq2SeqConfig {
             attention: AttentionKind::Luong,
             attn_dim: 0,
             input_feeding: false,
+            dropout: 0.0,
         }
     }
 
@@ -122,6 +128,9 @@ impl Seq2SeqConfig {
         }
         if self.input_feeding && self.attention != AttentionKind::Luong {
             return bad("input_feeding", "needs luong attention".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad("dropout", format!("must be in [0, 1), got {}", self.dropout));
         }
         if self.bos == self.eos {
             return bad("eos", "must differ from bos".into());

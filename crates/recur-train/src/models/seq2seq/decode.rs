@@ -26,7 +26,7 @@ impl Seq2Seq {
     /// Greedy decoding of every source: at each step the most likely token (the lowest id on
     /// ties) is fed back, until `eos` or `max_len` tokens. Returns the tokens without `eos`.
     pub fn greedy(&self, srcs: &[&[usize]], max_len: usize) -> Result<Vec<Vec<usize>>> {
-        let (mem, _) = self.encode(srcs, false)?;
+        let (mem, _) = self.encode(srcs, None)?;
         let (sw, v) = (self.state_width(), self.cfg.tgt_vocab);
         let mut outs = vec![Vec::new(); srcs.len()];
         let mut active: Vec<usize> = if max_len == 0 {
@@ -37,7 +37,7 @@ impl Seq2Seq {
         let mut tokens = vec![self.cfg.bos; active.len()];
         let mut state = self.initial_state(&mem);
         while !active.is_empty() {
-            let rec = self.step(&mem, &active, tokens, state);
+            let rec = self.step(&mem, &active, tokens, state, Vec::new());
             let after = self.next_state(&rec);
             let (mut next_active, mut next_tokens, mut next_state) = (Vec::new(), Vec::new(), Vec::new());
             for (r, &b) in active.iter().enumerate() {
@@ -66,7 +66,7 @@ impl Seq2Seq {
     /// With width 1 this is exactly [`Seq2Seq::greedy`].
     pub fn beam_search(&self, srcs: &[&[usize]], cfg: &BeamConfig) -> Result<Vec<Vec<usize>>> {
         cfg.validate()?;
-        let (mem, _) = self.encode(srcs, false)?;
+        let (mem, _) = self.encode(srcs, None)?;
         let init = self.initial_state(&mem);
         let mut live: Vec<Vec<Hyp>> = init
             .chunks_exact(self.state_width())
@@ -117,7 +117,7 @@ impl Seq2Seq {
                 state.extend_from_slice(&hyp.h);
             }
         }
-        let rec = self.step(mem, &src_of, tokens, state);
+        let rec = self.step(mem, &src_of, tokens, state, Vec::new());
         let after = self.next_state(&rec);
         let norm = |logp: f64, len: usize| logp / (len.max(1) as f64).powf(cfg.length_penalty);
         let mut row = 0;

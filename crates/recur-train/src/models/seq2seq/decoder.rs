@@ -1,7 +1,7 @@
 //! The decoder: one step over a set of rows (shared by training and decoding), the training
 //! pass over a batch with teacher forcing or scheduled sampling, and its backward pass.
 
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use recur_nn::ParamBuffer;
 
@@ -30,8 +30,24 @@ pub(super) struct StepRec {
     ccat: Vec<f32>,
     /// Luong `tanh(W_c·[c_t; h_t])`, `[R, H]` (empty otherwise: the output layer reads `h`).
     o: Vec<f32>,
+    /// Dropout mask on the output layer's input, `[R, H]` (empty = none).
+    mask: Vec<f32>,
+    /// The output layer's input after dropout (empty without a mask).
+    dropped: Vec<f32>,
     /// Output scores `[R, V]`.
     pub logits: Vec<f32>,
+}
+
+/// What [`Seq2Seq::run_decoder`] returns.
+struct DecoderRun {
+    /// The steps (training only).
+    recs: Vec<StepRec>,
+    /// Summed negative log-likelihood of the targets.
+    nll: f64,
+    /// Target tokens.
+    count: usize,
+    /// Per step `softmax − onehot`, `[R, V]`, not yet divided by `count` (training only).
+    dlogits: Vec<Vec<f32>>,
 }
 
 /// The loss and gradients of one batch.
@@ -107,8 +123,16 @@ fn sample_softmax(row: &[f32], rng: &mut impl Rng) -> usize {
 
 impl Seq2Seq {
     /// One decoder step: row `r` reads source `src_of[r]` of `mem`, is fed `tokens[r]` and
-    /// starts from `state [R, S]` (see [`Seq2Seq::state_width`]).
-    pub(super) fn step(&self, mem: &Memory, src_of: &[usize], tokens: Vec<usize>, state: Vec<f32>) -> StepRec {
+    /// starts from `state [R, S]` (see [`Seq2Seq::state_width`]); `mask [R, H]` (or empty) is
+    /// the dropout mask of the output layer's input.
+    pub(super) fn step(
+        &self,
+        mem: &Memory,
+        src_of: &[usize],
+        tokens: Vec<usize>,
+        state: Vec<f32>,
+        mask: Vec<f32>,
+    ) -> StepRec {
         let (n, e, m, h) = (src_of.len(), self.cfg.tgt_embed, mem.width, self.cfg.dec_hidden);
         let (h_prev, feed) = match self.feed_width() {
             0 => (state, Vec::new()),
@@ -140,10 +164,29 @@ impl Seq2Seq {
             rec.o = combine.forward(&rec.ccat, n);
             self.kernels.tanh(&mut rec.o);
         }
-        rec.logits = self.out.forward(if rec.o.is_empty() { &rec.h } else { &rec.o }, n);
+        let feat = if rec.o.is_empty() { &rec.h } else { &rec.o };
+        if mask.is_empty() {
+            rec.logits = self.out.forward(feat, n);
+        } else {
+            rec.dropped = feat.iter().zip(&mask).map(|(x, m)| x * m).collect();
+            rec.logits = self.out.forward(&rec.dropped, n);
+        }
+        rec.mask = mask;
         rec.tokens = tokens;
         rec.h_prev = h_prev;
         rec
+    }
+
+    /// A dropout mask `[n, H]` for the output layer's input (empty when dropout is off).
+    fn dropout_mask(&self, n: usize, rng: &mut impl Rng) -> Vec<f32> {
+        let p = self.cfg.dropout;
+        if p == 0.0 {
+            return Vec::new();
+        }
+        let keep = (1.0 / (1.0 - p)) as f32;
+        (0..n * self.cfg.dec_hidden)
+            .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
+            .collect()
     }
 
     /// The state after `rec`, `[R, S]`: `h`, then the attentional vector with input feeding.
@@ -155,8 +198,8 @@ impl Seq2Seq {
     }
 
     /// Runs the decoder over `batch` with ground-truth inputs fed with probability
-    /// `teacher_prob` (per token), returning the steps (when `keep`, else none), the summed NLL, the token count and the unscaled logit gradients (with `keep`).
-    #[allow(clippy::type_complexity)]
+    /// `teacher_prob` (per token). With `keep` (training) it applies dropout and keeps the
+    /// steps and the logit gradients.
     fn run_decoder(
         &self,
         mem: &Memory,
@@ -165,7 +208,7 @@ impl Seq2Seq {
         sample_from: SampleFrom,
         rng: &mut impl Rng,
         keep: bool,
-    ) -> (Vec<StepRec>, f64, usize, Vec<Vec<f32>>) {
+    ) -> DecoderRun {
         let (n, v, eos) = (batch.len(), self.cfg.tgt_vocab, self.cfg.eos);
         let src_of: Vec<usize> = (0..n).collect();
         let steps = batch.iter().map(|ex| ex.tgt.len()).max().unwrap_or(0) + 1;
@@ -174,7 +217,8 @@ impl Seq2Seq {
         let mut tokens = vec![self.cfg.bos; n];
         let mut state = self.initial_state(mem);
         for t in 0..steps {
-            let rec = self.step(mem, &src_of, tokens, state);
+            let mask = if keep { self.dropout_mask(n, rng) } else { Vec::new() };
+            let rec = self.step(mem, &src_of, tokens, state, mask);
             let mut grad = if keep { vec![0.0f32; n * v] } else { Vec::new() };
             let mut next = Vec::with_capacity(n);
             for (r, ex) in batch.iter().enumerate() {
@@ -206,7 +250,12 @@ impl Seq2Seq {
                 dlogits.push(grad);
             }
         }
-        (recs, nll, count, dlogits)
+        DecoderRun {
+            recs,
+            nll,
+            count,
+            dlogits,
+        }
     }
 
     /// Mean NLL per target token of `batch` under teacher forcing, summed in `f64` (for
@@ -214,11 +263,11 @@ impl Seq2Seq {
     pub fn loss(&self, batch: &[Example]) -> Result<(f64, usize)> {
         self.check_targets(batch)?;
         let srcs: Vec<&[usize]> = batch.iter().map(|ex| ex.src.as_slice()).collect();
-        let (mem, _) = self.encode(&srcs, false)?;
+        let (mem, _) = self.encode(&srcs, None)?;
         // Teacher forcing never draws from the generator.
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let (_, nll, count, _) = self.run_decoder(&mem, batch, 1.0, SampleFrom::Argmax, &mut rng, false);
-        Ok((nll / count as f64, count))
+        let run = self.run_decoder(&mem, batch, 1.0, SampleFrom::Argmax, &mut rng, false);
+        Ok((run.nll / run.count as f64, run.count))
     }
 
     /// The loss of `batch` and its gradient with respect to every parameter. Each target
@@ -233,17 +282,17 @@ impl Seq2Seq {
     ) -> Result<BatchOutput> {
         self.check_targets(batch)?;
         let srcs: Vec<&[usize]> = batch.iter().map(|ex| ex.src.as_slice()).collect();
-        let (mem, enc) = self.encode(&srcs, true)?;
-        let (recs, nll, count, mut dlogits) = self.run_decoder(&mem, batch, teacher_prob, sample_from, rng, true);
-        let scale = 1.0 / count as f32;
-        dlogits.iter_mut().flatten().for_each(|g| *g *= scale);
+        let (mem, enc) = self.encode(&srcs, Some(rng as &mut dyn RngCore))?;
+        let mut run = self.run_decoder(&mem, batch, teacher_prob, sample_from, rng, true);
+        let scale = 1.0 / run.count as f32;
+        run.dlogits.iter_mut().flatten().for_each(|g| *g *= scale);
         let mut g = self.zero_grads();
-        let dm = self.decoder_backward(&mem, &recs, &dlogits, &mut g);
+        let dm = self.decoder_backward(&mem, &run.recs, &run.dlogits, &mut g);
         let enc = enc.expect("training encoder pass keeps a tape");
         self.encode_backward(&mem, enc, dm, &mut g)?;
         Ok(BatchOutput {
-            loss: nll / count as f64,
-            tokens: count,
+            loss: run.nll / run.count as f64,
+            tokens: run.count,
             grads: g,
         })
     }
@@ -267,8 +316,15 @@ impl Seq2Seq {
         // With input feeding: ∂L/∂o_t from the next step's GRU input.
         let mut do_carry = vec![0.0; n * self.feed_width()];
         for (rec, dl) in recs.iter().zip(dlogits).rev() {
-            let feat = if rec.o.is_empty() { &rec.h } else { &rec.o };
+            let feat = match (rec.dropped.is_empty(), rec.o.is_empty()) {
+                (false, _) => &rec.dropped,
+                (true, true) => &rec.h,
+                (true, false) => &rec.o,
+            };
             let mut dfeat = self.out.backward(feat, dl, n, &mut g[out_g], true).expect("dx");
+            if !rec.mask.is_empty() {
+                dfeat.iter_mut().zip(&rec.mask).for_each(|(d, m)| *d *= m);
+            }
             dfeat.iter_mut().zip(&do_carry).for_each(|(a, b)| *a += *b);
             let mut dh = match &self.attn {
                 Attention::Luong { combine, .. } => {

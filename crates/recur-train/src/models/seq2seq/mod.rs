@@ -8,7 +8,8 @@
 //! decoder step t:  y_{t−1} ─ dec_embed ─┐
 //!   none:      x_t = [emb; last]        │   h_t = GRUCell(x_t, h_{t−1})    logits = out(h_t)
 //!   bahdanau:  x_t = [emb; c(h_{t−1})]  │   h_t = GRUCell(x_t, h_{t−1})    logits = out(h_t)
-//!   luong:     x_t = emb                │   h_t = GRUCell(x_t, h_{t−1})    logits = out(tanh(W_c·[c(h_t); h_t]))
+//!   luong:     x_t = emb [; o_{t−1}]    │   h_t = GRUCell(x_t, h_{t−1})    logits = out(o_t),
+//!                                           o_t = tanh(W_c·[c(h_t); h_t])  (o_{t−1} only with input feeding)
 //! ```
 //!
 //! The context `c(q) = Σ_j a_j·s_j` uses a softmax over each source's real positions only.
@@ -25,6 +26,15 @@
 //! step by step, into the encoder memory (`d_output` of the encoder) and through the bridge
 //! and the context of the no-attention decoder into the encoder's final states (`d_hn`).
 //!
+//! Dropout (training only, [`Seq2SeqConfig::dropout`]) is variational on the encoder's layer
+//! inputs and per step on the features the output layer reads.
+//!
+//! Entry points: [`Seq2Seq::forward_backward`] (loss and gradients of a batch, with scheduled
+//! sampling), [`Seq2Seq::loss`] (teacher-forced loss), [`Seq2Seq::greedy`] and
+//! [`Seq2Seq::beam_search`], and [`train_epoch`] (bucketed batches, clipping, one optimizer
+//! step per batch). Randomness always comes from a caller's seeded generator, so a seed fixes
+//! the weights bit for bit.
+//!
 //! Token conventions: a target sequence is given without `bos`/`eos`; the decoder is fed
 //! `bos, y_1, …, y_n` and trained to produce `y_1, …, y_n, eos`.
 
@@ -40,7 +50,7 @@ pub use decoder::BatchOutput;
 pub use gru::{GruCell, GruStep};
 pub use train::{bucket_batches, evaluate_loss, train_epoch, EpochStats};
 
-use rand::Rng;
+use rand::{Rng, RngCore};
 use recur_kernels::{kernels, KernelChoice, Kernels};
 use recur_nn::{CellKind, ParamBuffer, Rnn, RnnConfig, SeqBatch, State, Tape};
 use serde::{Deserialize, Serialize};
@@ -96,6 +106,7 @@ impl Seq2Seq {
         let mut enc_cfg = RnnConfig::new(CellKind::Gru, cfg.src_embed, cfg.enc_hidden);
         enc_cfg.num_layers = cfg.enc_layers;
         enc_cfg.bidirectional = true;
+        enc_cfg.input_dropout = cfg.dropout;
         let encoder = Rnn::new(enc_cfg, rng)?;
         let bridge = Linear::new(m, h, true, rng);
         let dec_embed = Embedding::new(cfg.tgt_vocab, cfg.tgt_embed, rng);
@@ -195,8 +206,8 @@ impl Seq2Seq {
     }
 
     /// Runs the encoder over `srcs` (validated) and prepares the attention memory; with
-    /// `train` it also returns the encoder's tape.
-    fn encode(&self, srcs: &[&[usize]], train: bool) -> Result<(Memory, Option<EncTape>)> {
+    /// `train` it also returns the encoder's tape, with dropout masks drawn from `rng`.
+    fn encode(&self, srcs: &[&[usize]], train: Option<&mut dyn RngCore>) -> Result<(Memory, Option<EncTape>)> {
         self.check_sources(srcs)?;
         let (b, e, he) = (srcs.len(), self.cfg.src_embed, self.cfg.enc_hidden);
         let t = srcs.iter().map(|s| s.len()).max().unwrap_or(1);
@@ -207,8 +218,9 @@ impl Seq2Seq {
         }
         let x = self.src_embed.forward(&ids);
         let batch = SeqBatch::batch_first(&x, b, t, e).with_lengths(&lens);
-        let (out, tape) = if train {
-            let (o, tape) = self.encoder.forward_train(&batch, &State::default(), None)?;
+        let (out, tape) = if let Some(mut rng) = train {
+            let masks = (self.cfg.dropout > 0.0).then(|| self.encoder.sample_masks(b, t, &mut rng));
+            let (o, tape) = self.encoder.forward_train(&batch, &State::default(), masks.as_ref())?;
             (o, Some(EncTape { tape, ids }))
         } else {
             (self.encoder.forward(&batch, &State::default())?, None)
