@@ -157,10 +157,10 @@ impl TrainConfig {
         if self.batch_size == 0 {
             return Err(TrainError::config("training.batch_size", "must be ≥ 1"));
         }
-        if self.threads == 0 || self.threads > 256 {
+        if self.threads == 0 || self.threads > 64 {
             return Err(TrainError::config(
                 "training.threads",
-                format!("must be in 1..=256, got {}", self.threads),
+                format!("must be in 1..=64, got {}", self.threads),
             ));
         }
         if self.max_bad_steps == 0 {
