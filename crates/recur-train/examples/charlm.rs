@@ -10,7 +10,8 @@
 //! JSON line with the result and the settings go to stdout.
 //!
 //! Options (defaults in brackets): `--cell lstm|gru [lstm]`, `--embed [64]`, `--hidden [512]`,
-//! `--layers [1]`, `--dropout [0.1]`, `--epochs [4]`, `--bptt [128]`, `--batch [32]`,
+//! `--layers [1]`, `--dropout [0.1]` (output and between layers), `--input-dropout [0]`,
+//! `--recurrent-dropout [0]` (variational), `--epochs [4]`, `--bptt [128]`, `--batch [32]`,
 //! `--lr [2e-3]`, `--warmup [100]`, `--min-lr-factor [0.05]`, `--clip [1.0]`, `--seed [1]`,
 //! `--eval-streams [8]`, `--holdout [0.1]`, `--max-chars N` (train on the first N training
 //! characters only), `--sample-chars [300]`, `--temperature [0.8]`, `--prime ["The whale"]`,
@@ -55,6 +56,8 @@ fn parse() -> Result<Args, Box<dyn Error>> {
             hidden_size: 512,
             num_layers: 1,
             dropout: 0.1,
+            input_dropout: 0.0,
+            recurrent_dropout: 0.0,
         },
         train: CharLmTrainConfig {
             batch: 32,
@@ -87,14 +90,9 @@ fn parse() -> Result<Args, Box<dyn Error>> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
-            println!(
-                "{}",
-                include_str!("charlm.rs")
-                    .lines()
-                    .take(18)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
+            let doc = include_str!("charlm.rs").lines().take_while(|l| l.starts_with("//!"));
+            let doc: Vec<&str> = doc.map(|l| l.trim_start_matches("//!")).collect();
+            println!("{}", doc.join("\n"));
             std::process::exit(0);
         }
         let val = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -118,6 +116,8 @@ fn parse() -> Result<Args, Box<dyn Error>> {
             "--hidden" => a.model.hidden_size = num!(),
             "--layers" => a.model.num_layers = num!(),
             "--dropout" => a.model.dropout = num!(),
+            "--input-dropout" => a.model.input_dropout = num!(),
+            "--recurrent-dropout" => a.model.recurrent_dropout = num!(),
             "--epochs" => a.train.epochs = num!(),
             "--bptt" => a.train.bptt = num!(),
             "--batch" => a.train.batch = num!(),

@@ -13,25 +13,30 @@
 //!
 //! Metrics on the test words, decoded with beam search: WER = share of words whose prediction
 //! equals no reference; PER = Σ edit distance to the closest reference / Σ that reference's
-//! length. Progress goes to stderr; the last stdout line is a JSON summary.
+//! length (also reported with stress marks ignored). Progress goes to stderr; the last stdout
+//! line is a JSON summary.
 //!
 //! Options (defaults in brackets):
 //!
-//! * model: `--attention none|luong|bahdanau` [luong], `--input-feeding true|false` [true;
+//! * model: `--attention none|luong|bahdanau` [bahdanau], `--input-feeding true|false` [false;
 //!   Luong only], `--embed E` [64], `--enc-hidden H` [256 per direction], `--enc-layers L` [1],
-//!   `--hidden H` [256, decoder], `--dropout P` [0.3];
-//! * training: `--epochs N` [15], `--batch B` [128], `--lr X` [2e-3, Adam],
-//!   `--lr-decay cosine|plateau` [cosine], `--clip X` [5], `--patience N` [3],
+//!   `--hidden H` [256, decoder], `--dropout P` [0.2];
+//! * training: `--epochs N` [15], `--batch B` [64], `--lr X` [2e-3, Adam],
+//!   `--lr-decay cosine|plateau` [cosine], `--clip X` [5], `--patience N` [4],
 //!   `--sampling teacher|linear:K:C:MIN|exp:K|sigmoid:K` [teacher], `--seed S` [1],
-//!   `--max-train N` [all; for a quick run];
-//! * decoding: `--beam K` [5], `--length-penalty A` [0].
+//!   `--max-train N` [all; an evenly spread subset of at most N headwords, for quick runs];
+//! * decoding: `--beam K` [5], `--length-penalty A` [0];
+//! * `--save DIR` writes the selected model as a recur checkpoint (kind `seq2seq`, the phone
+//!   list under `preprocessing`); `--load DIR` skips training and evaluates that checkpoint.
 
 use std::collections::BTreeMap;
 use std::error::Error;
+use std::path::Path;
 use std::time::Instant;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use recur_train::checkpoint::{self, Checkpoint};
 use recur_train::models::seq2seq::{
     evaluate_loss, train_epoch, AttentionKind, BeamConfig, Example, SamplingSchedule, Seq2Seq, Seq2SeqConfig,
     TrainSettings,
@@ -74,6 +79,8 @@ struct Settings {
     sampling: SamplingSchedule,
     max_train: Option<usize>,
     seed: u64,
+    save: Option<String>,
+    load: Option<String>,
 }
 
 fn parse_sampling(s: &str) -> Result<SamplingSchedule, Box<dyn Error>> {
@@ -102,24 +109,26 @@ fn parse_sampling(s: &str) -> Result<SamplingSchedule, Box<dyn Error>> {
 fn parse_args() -> Result<Settings, Box<dyn Error>> {
     let mut s = Settings {
         data: String::new(),
-        attention: AttentionKind::Luong,
-        input_feeding: true,
-        dropout: 0.3,
+        attention: AttentionKind::Bahdanau,
+        input_feeding: false,
+        dropout: 0.2,
         epochs: 15,
         embed: 64,
         enc_hidden: 256,
         enc_layers: 1,
         hidden: 256,
-        batch: 128,
+        batch: 64,
         lr: 2e-3,
         lr_decay: LrDecay::Cosine,
         clip: 5.0,
         beam: 5,
         length_penalty: 0.0,
-        patience: 3,
+        patience: 4,
         sampling: SamplingSchedule::TeacherForcing,
         max_train: None,
         seed: 1,
+        save: None,
+        load: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -158,6 +167,8 @@ fn parse_args() -> Result<Settings, Box<dyn Error>> {
             "--sampling" => s.sampling = parse_sampling(value()?)?,
             "--max-train" => s.max_train = Some(value()?.parse()?),
             "--seed" => s.seed = value()?.parse()?,
+            "--save" => s.save = Some(value()?.clone()),
+            "--load" => s.load = Some(value()?.clone()),
             other => return Err(format!("unknown option `{other}` (see the example's docs)").into()),
         }
     }
@@ -240,14 +251,60 @@ fn edit_distance(a: &[String], b: &[String]) -> usize {
     row[b.len()]
 }
 
-/// (PER, WER) of the model on `words`, with beam width `beam` (1 = greedy).
+/// Phone and word error rates against the closest reference.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+struct Rates {
+    per: f64,
+    wer: f64,
+}
+
+/// Accumulates edit distances to the closest reference.
+#[derive(Default)]
+struct Tally {
+    edits: usize,
+    ref_len: usize,
+    wrong: usize,
+    words: usize,
+}
+
+impl Tally {
+    fn add(&mut self, pred: &[String], refs: &[Vec<String>]) {
+        let (d, len) = refs
+            .iter()
+            .map(|r| (edit_distance(pred, r), r.len()))
+            .min()
+            .expect("every word has a pronunciation");
+        self.edits += d;
+        self.ref_len += len;
+        self.wrong += usize::from(d > 0);
+        self.words += 1;
+    }
+
+    fn rates(&self) -> Rates {
+        Rates {
+            per: self.edits as f64 / self.ref_len.max(1) as f64,
+            wer: self.wrong as f64 / self.words.max(1) as f64,
+        }
+    }
+}
+
+/// `AH0` → `AH`.
+fn unstressed(phones: &[String]) -> Vec<String> {
+    phones
+        .iter()
+        .map(|p| p.trim_end_matches(|c: char| c.is_ascii_digit()).to_string())
+        .collect()
+}
+
+/// Error rates of the model on `words` (with stress, and with stress ignored), decoding with
+/// beam width `beam.width` (1 = greedy).
 fn score(
     model: &Seq2Seq,
     words: &[(&String, &Vec<Vec<String>>)],
     vocab: &Vocab,
     beam: &BeamConfig,
-) -> Result<(f64, f64), Box<dyn Error>> {
-    let (mut edits, mut ref_len, mut wrong) = (0usize, 0usize, 0usize);
+) -> Result<(Rates, Rates), Box<dyn Error>> {
+    let (mut stressed, mut plain) = (Tally::default(), Tally::default());
     for chunk in words.chunks(256) {
         let srcs: Vec<Vec<usize>> = chunk.iter().map(|(w, _)| letters(w)).collect();
         let srcs: Vec<&[usize]> = srcs.iter().map(|s| s.as_slice()).collect();
@@ -258,57 +315,65 @@ fn score(
         };
         for (pred, (_, refs)) in preds.iter().zip(chunk) {
             let pred: Vec<String> = pred.iter().map(|&id| vocab.phones[id].clone()).collect();
-            let (d, len) = refs
-                .iter()
-                .map(|r| (edit_distance(&pred, r), r.len()))
-                .min()
-                .expect("every word has a pronunciation");
-            edits += d;
-            ref_len += len;
-            wrong += usize::from(d > 0);
+            stressed.add(&pred, refs);
+            let refs: Vec<Vec<String>> = refs.iter().map(|r| unstressed(r)).collect();
+            plain.add(&unstressed(&pred), &refs);
         }
     }
-    Ok((edits as f64 / ref_len as f64, wrong as f64 / words.len() as f64))
+    Ok((stressed.rates(), plain.rates()))
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
-    let s = parse_args()?;
-    let start = Instant::now();
-    let dict = load(&s.data)?;
-    let (mut train_w, mut valid_w, mut test_w) = (Vec::new(), Vec::new(), Vec::new());
+/// The fixed split of the distinct headwords (sorted order).
+struct Split<'a> {
+    train: Vec<(&'a String, &'a Vec<Vec<String>>)>,
+    valid: Vec<(&'a String, &'a Vec<Vec<String>>)>,
+    test: Vec<(&'a String, &'a Vec<Vec<String>>)>,
+}
+
+fn split(dict: &Dict, max_train: Option<usize>) -> Split<'_> {
+    let mut sp = Split {
+        train: Vec::new(),
+        valid: Vec::new(),
+        test: Vec::new(),
+    };
     let mut rest = 0usize;
     for (i, entry) in dict.iter().enumerate() {
         if i % 10 == 9 {
-            test_w.push(entry);
+            sp.test.push(entry);
         } else {
             if rest % 40 == 7 {
-                valid_w.push(entry);
+                sp.valid.push(entry);
             } else {
-                train_w.push(entry);
+                sp.train.push(entry);
             }
             rest += 1;
         }
     }
-    if let Some(n) = s.max_train {
-        train_w.truncate(n);
+    if let Some(n) = max_train {
+        // An evenly spread subset, so that every initial letter stays represented.
+        let stride = sp.train.len().div_ceil(n.max(1));
+        sp.train = std::mem::take(&mut sp.train).into_iter().step_by(stride).collect();
     }
-    let mut phones: Vec<String> = train_w.iter().flat_map(|(_, p)| p.iter().flatten().cloned()).collect();
-    phones.sort();
-    phones.dedup();
-    let ids = phones.iter().enumerate().map(|(i, p)| (p.clone(), i)).collect();
-    let vocab = Vocab { phones, ids };
-    let train = examples(&train_w, &vocab);
-    let valid = examples(&valid_w, &vocab);
-    eprintln!(
-        "{} headwords: {} train ({} pairs), {} validation, {} test; {} phones",
-        dict.len(),
-        train_w.len(),
-        train.len(),
-        valid_w.len(),
-        test_w.len(),
-        vocab.phones.len()
-    );
+    sp
+}
 
+fn vocab_of(phones: Vec<String>) -> Vocab {
+    let ids = phones.iter().enumerate().map(|(i, p)| (p.clone(), i)).collect();
+    Vocab { phones, ids }
+}
+
+/// The model with the best validation (WER, PER), the epochs run and that best score.
+struct Trained {
+    model: Seq2Seq,
+    epochs: usize,
+    best: (f64, f64),
+}
+
+fn train(s: &Settings, sp: &Split<'_>, vocab: &Vocab, max_len: usize) -> Result<Trained, Box<dyn Error>> {
+    let start = Instant::now();
+    let train = examples(&sp.train, vocab);
+    let valid = examples(&sp.valid, vocab);
+    eprintln!("{} training pairs", train.len());
     let cfg = Seq2SeqConfig {
         src_vocab: LETTERS.len(),
         tgt_vocab: vocab.phones.len() + 2,
@@ -338,7 +403,6 @@ fn main() -> Result<(), Box<dyn Error>> {
         sampling: s.sampling,
         ..TrainSettings::default()
     };
-    let max_len = 2 * dict.keys().map(|w| w.len()).max().unwrap_or(1) + 5;
     let greedy = BeamConfig {
         width: 1,
         max_len,
@@ -350,8 +414,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         min_factor: 0.02,
         ..ScheduleConfig::default()
     };
-    let (mut lr, mut best, mut since_best, mut epochs) = (s.lr, (f64::INFINITY, f64::INFINITY), 0, 0);
-    let mut best_model = model.clone();
+    let mut lr = s.lr;
+    let mut since_best = 0;
+    let mut out = Trained {
+        model: model.clone(),
+        epochs: 0,
+        best: (f64::INFINITY, f64::INFINITY),
+    };
     for epoch in 1..=s.epochs {
         let t0 = Instant::now();
         let lr_at = |step| match s.lr_decay {
@@ -361,8 +430,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         let stats = train_epoch(&mut model, &train, &settings, &mut opt, lr_at, &mut rng)?;
         let shown_lr = lr_at(opt.steps());
         let val_loss = evaluate_loss(&model, &valid, 256)?;
-        let (val_per, val_wer) = score(&model, &valid_w, &vocab, &greedy)?;
-        epochs = epoch;
+        let (val, _) = score(&model, &sp.valid, vocab, &greedy)?;
+        out.epochs = epoch;
         eprintln!(
             "epoch {epoch}: train loss {:.4} (|g| {:.2}, teacher {:.2}, {} updates), valid loss {val_loss:.4} \
              PER {:.2}% WER {:.2}% (greedy), lr {shown_lr:.1e}, {:.0} s (total {:.0} s)",
@@ -370,14 +439,14 @@ fn main() -> Result<(), Box<dyn Error>> {
             stats.grad_norm,
             stats.teacher_prob,
             stats.updates,
-            100.0 * val_per,
-            100.0 * val_wer,
+            100.0 * val.per,
+            100.0 * val.wer,
             t0.elapsed().as_secs_f64(),
             start.elapsed().as_secs_f64()
         );
-        if (val_wer, val_per) < best {
-            best = (val_wer, val_per);
-            best_model = model.clone();
+        if (val.wer, val.per) < out.best {
+            out.best = (val.wer, val.per);
+            out.model = model.clone();
             since_best = 0;
         } else {
             since_best += 1;
@@ -390,33 +459,105 @@ fn main() -> Result<(), Box<dyn Error>> {
             }
         }
     }
+    Ok(out)
+}
+
+fn save(dir: &str, s: &Settings, t: &Trained, vocab: &Vocab) -> Result<(), Box<dyn Error>> {
+    let ckpt = Checkpoint {
+        kind: "seq2seq".into(),
+        model: serde_json::to_value(t.model.config())?,
+        training: serde_json::to_value(s)?,
+        metrics: serde_json::json!({"valid_wer_greedy": t.best.0, "valid_per_greedy": t.best.1, "epochs": t.epochs}),
+        preprocessing: serde_json::json!({"letters": LETTERS, "phones": vocab.phones}),
+        state: serde_json::Value::Null,
+        tensors: t.model.named_tensors(),
+        optimizer: None,
+    };
+    checkpoint::save(Path::new(dir), &ckpt)?;
+    eprintln!("saved the best model to {dir}");
+    Ok(())
+}
+
+fn load_trained(dir: &str) -> Result<(Trained, Vocab), Box<dyn Error>> {
+    let ckpt = checkpoint::load(Path::new(dir))?;
+    if ckpt.kind != "seq2seq" || ckpt.preprocessing["letters"] != LETTERS {
+        return Err(format!("{dir}: not a g2p seq2seq checkpoint").into());
+    }
+    let cfg: Seq2SeqConfig = serde_json::from_value(ckpt.model)?;
+    let phones: Vec<String> = serde_json::from_value(ckpt.preprocessing["phones"].clone())?;
+    let mut model = Seq2Seq::new(cfg, &mut ChaCha8Rng::seed_from_u64(0))?;
+    model.load_named(&ckpt.tensors)?;
+    let m = &ckpt.metrics;
+    let trained = Trained {
+        model,
+        epochs: m["epochs"].as_u64().unwrap_or(0) as usize,
+        best: (
+            m["valid_wer_greedy"].as_f64().unwrap_or(f64::NAN),
+            m["valid_per_greedy"].as_f64().unwrap_or(f64::NAN),
+        ),
+    };
+    Ok((trained, vocab_of(phones)))
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let s = parse_args()?;
+    let start = Instant::now();
+    let dict = load(&s.data)?;
+    let sp = split(&dict, s.max_train);
+    eprintln!(
+        "{} headwords: {} train, {} validation, {} test",
+        dict.len(),
+        sp.train.len(),
+        sp.valid.len(),
+        sp.test.len()
+    );
+    let max_len = 2 * dict.keys().map(|w| w.len()).max().unwrap_or(1) + 5;
+    let (trained, vocab) = match &s.load {
+        Some(dir) => load_trained(dir)?,
+        None => {
+            let mut phones: Vec<String> = sp.train.iter().flat_map(|(_, p)| p.iter().flatten().cloned()).collect();
+            phones.sort();
+            phones.dedup();
+            let vocab = vocab_of(phones);
+            eprintln!("{} phones", vocab.phones.len());
+            let trained = train(&s, &sp, &vocab, max_len)?;
+            if let Some(dir) = &s.save {
+                save(dir, &s, &trained, &vocab)?;
+            }
+            (trained, vocab)
+        }
+    };
     let beam = BeamConfig {
         width: s.beam,
         max_len,
         length_penalty: s.length_penalty,
     };
     let t0 = Instant::now();
-    let (per, wer) = score(&best_model, &test_w, &vocab, &beam)?;
+    let (Rates { per, wer }, no_stress) = score(&trained.model, &sp.test, &vocab, &beam)?;
     eprintln!(
-        "test ({} words, beam {}): PER {:.2}% WER {:.2}% ({:.0} s)",
-        test_w.len(),
+        "test ({} words, beam {}): PER {:.2}% WER {:.2}% (stress ignored: PER {:.2}% WER {:.2}%) ({:.0} s)",
+        sp.test.len(),
         s.beam,
         100.0 * per,
         100.0 * wer,
+        100.0 * no_stress.per,
+        100.0 * no_stress.wer,
         t0.elapsed().as_secs_f64()
     );
+    let model_cfg = trained.model.config();
     let summary = serde_json::json!({
         "task": "g2p-cmudict",
-        "attention": s.attention.name(),
+        "attention": model_cfg.attention.name(),
         "per": per,
         "wer": wer,
-        "valid_wer_greedy": best.0,
-        "valid_per_greedy": best.1,
-        "epochs": epochs,
+        "no_stress": no_stress,
+        "valid_wer_greedy": trained.best.0,
+        "valid_per_greedy": trained.best.1,
+        "epochs": trained.epochs,
         "wall_seconds": start.elapsed().as_secs_f64(),
-        "params": best_model.num_params(),
-        "train_pairs": train.len(),
-        "test_words": test_w.len(),
+        "params": trained.model.num_params(),
+        "test_words": sp.test.len(),
+        "model": model_cfg,
         "settings": s,
     });
     println!("{summary}");

@@ -18,6 +18,8 @@ fn tiny(cell: CellKind, vocab: &CharVocab, layers: usize, dropout: f64, seed: u6
         hidden_size: 4,
         num_layers: layers,
         dropout,
+        input_dropout: dropout / 2.0,
+        recurrent_dropout: dropout / 2.0,
     };
     CharLm::new(cfg, vocab.clone(), &mut ChaCha8Rng::seed_from_u64(seed)).unwrap()
 }
@@ -135,7 +137,7 @@ fn small(cell: CellKind, vocab: &CharVocab, seed: u64) -> CharLm {
         embed_dim: 8,
         hidden_size: 24,
         num_layers: 1,
-        dropout: 0.0,
+        ..CharLmConfig::default()
     };
     CharLm::new(cfg, vocab.clone(), &mut ChaCha8Rng::seed_from_u64(seed)).unwrap()
 }
@@ -210,6 +212,8 @@ fn same_seed_same_weights() {
             hidden_size: 12,
             num_layers: 2,
             dropout: 0.2,
+            input_dropout: 0.1,
+            recurrent_dropout: 0.1,
         };
         let mut m = CharLm::new(cfg, vocab.clone(), &mut ChaCha8Rng::seed_from_u64(init)).unwrap();
         train(&mut m, &ids, train_cfg(2, 1e-2), drop);
@@ -363,6 +367,8 @@ fn vocab_config_and_weights_round_trip() {
         hidden_size: 7,
         num_layers: 2,
         dropout: 0.1,
+        recurrent_dropout: 0.2,
+        ..CharLmConfig::default()
     };
     let m = CharLm::new(cfg, vocab.clone(), &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
     let json = m.to_json().unwrap();

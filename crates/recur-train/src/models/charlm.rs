@@ -1,7 +1,7 @@
 //! A character language model: the one-to-many pattern, generation seeded from a vector.
 //!
-//! `Embedding → Rnn (LSTM, GRU or Elman; stacked, dropout between layers) → dropout → Linear
-//! head → softmax` over a character vocabulary built from the training text, with id
+//! `Embedding → Rnn (LSTM, GRU or Elman; stacked, dropout between layers, optional variational
+//! input and recurrent dropout) → dropout → Linear head → softmax` over a character vocabulary built from the training text, with id
 //! [`UNK`] for characters it has not seen.
 //!
 //! * Training ([`CharLmTrainer`]) is truncated BPTT over contiguous streams: the training text
@@ -161,6 +161,12 @@ pub struct CharLmConfig {
     /// Dropout probability, training only: between stacked layers (PyTorch's `dropout`) and on
     /// the top layer's output before the head.
     pub dropout: f64,
+    /// Variational dropout on each layer's input (the embedding for the first), one mask per
+    /// stream and chunk, training only.
+    pub input_dropout: f64,
+    /// Variational dropout on the recurrent state fed to the gates (Gal & Ghahramani), one mask
+    /// per stream and chunk, training only.
+    pub recurrent_dropout: f64,
 }
 
 impl Default for CharLmConfig {
@@ -171,6 +177,8 @@ impl Default for CharLmConfig {
             hidden_size: 256,
             num_layers: 1,
             dropout: 0.0,
+            input_dropout: 0.0,
+            recurrent_dropout: 0.0,
         }
     }
 }
@@ -188,8 +196,14 @@ impl CharLmConfig {
         if self.num_layers == 0 {
             return bad("num_layers", "must be at least 1");
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return bad("dropout", "must be in [0, 1)");
+        for (field, p) in [
+            ("dropout", self.dropout),
+            ("input_dropout", self.input_dropout),
+            ("recurrent_dropout", self.recurrent_dropout),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return bad(field, "must be in [0, 1)");
+            }
         }
         Ok(())
     }
@@ -199,7 +213,14 @@ impl CharLmConfig {
         let mut c = RnnConfig::new(self.cell, self.embed_dim, self.hidden_size);
         c.num_layers = self.num_layers;
         c.dropout = self.dropout;
+        c.input_dropout = self.input_dropout;
+        c.recurrent_dropout = self.recurrent_dropout;
         c
+    }
+
+    /// Whether any dropout is configured.
+    pub fn has_dropout(&self) -> bool {
+        self.dropout > 0.0 || self.input_dropout > 0.0 || self.recurrent_dropout > 0.0
     }
 }
 
@@ -427,9 +448,13 @@ impl CharLm {
         self.check_state(state, c.batch)
     }
 
-    /// Inverted-dropout mask on the top layer's output, `[n]` values of `0` or `1/(1−p)`.
+    /// Inverted-dropout mask on the top layer's output, `[n]` values of `0` or `1/(1−p)`
+    /// (empty when `dropout` is 0).
     fn output_mask(&self, n: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
         let p = self.cfg.dropout;
+        if p == 0.0 {
+            return Vec::new();
+        }
         let keep = (1.0 / (1.0 - p)) as f32;
         (0..n)
             .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
@@ -452,7 +477,7 @@ impl CharLm {
             c0: state.c.as_deref(),
         };
         let n = c.batch * c.time;
-        let (y, h_n, c_n) = match dropout.filter(|_| self.cfg.dropout > 0.0) {
+        let (y, h_n, c_n) = match dropout.filter(|_| self.cfg.has_dropout()) {
             None => {
                 let o = self.rnn.forward(&batch, &st)?;
                 (o.output, o.h_n, o.c_n)
@@ -461,7 +486,9 @@ impl CharLm {
                 let masks = self.rnn.sample_masks(c.batch, c.time, rng);
                 let (mut o, _) = self.rnn.forward_train(&batch, &st, Some(&masks))?;
                 let mask = self.output_mask(o.output.len(), rng);
-                o.output.iter_mut().zip(&mask).for_each(|(a, m)| *a *= m);
+                if !mask.is_empty() {
+                    o.output.iter_mut().zip(&mask).for_each(|(a, m)| *a *= m);
+                }
                 (o.output, o.h_n, o.c_n)
             }
         };
@@ -503,7 +530,7 @@ impl CharLm {
             h0: Some(&state.h),
             c0: state.c.as_deref(),
         };
-        let (masks, out_mask) = match dropout.filter(|_| self.cfg.dropout > 0.0) {
+        let (masks, out_mask) = match dropout.filter(|_| self.cfg.has_dropout()) {
             None => (None, Vec::new()),
             Some(rng) => {
                 let m = self.rnn.sample_masks(c.batch, c.time, rng);

@@ -58,12 +58,13 @@ impl Seq2Seq {
     }
 
     /// Beam search over every source, all live hypotheses of all sources in one batch per
-    /// step. Each step ranks the `2k` best extensions of a source's (at most `k`) live hypotheses
-    /// by cumulative log-probability; an extension ending in `eos` among the
-    /// top `k` is finished, the best `k` others stay live. A source is done when it has `k`
-    /// finished hypotheses (a hypothesis reaching `max_len` tokens finishes as it is); the
-    /// result is the finished hypothesis with the best `log p / len^α` (`len` counting `eos`).
-    /// With width 1 this is exactly [`Seq2Seq::greedy`].
+    /// step. Each step ranks the `2k` best extensions of a source's (at most `k`) live
+    /// hypotheses by cumulative log-probability; an extension ending in `eos` among the top `k`
+    /// is finished, the best `k` others stay live, and a hypothesis reaching `max_len` tokens
+    /// finishes as it is. Finished hypotheses are ranked by `log p / len^α` (`len` counting
+    /// `eos`). A source is done when no live hypothesis can still beat its best finished one
+    /// (scores only fall as tokens are added); the result is that best finished hypothesis,
+    /// without `eos`. With width 1 and `α = 0` this is exactly [`Seq2Seq::greedy`].
     pub fn beam_search(&self, srcs: &[&[usize]], cfg: &BeamConfig) -> Result<Vec<Vec<usize>>> {
         cfg.validate()?;
         let (mem, _) = self.encode(srcs, None)?;
@@ -159,7 +160,14 @@ impl Seq2Seq {
                     }
                 }
             }
-            *hyps = if done[b].len() >= k { Vec::new() } else { next };
+            // A live hypothesis can only lose log-probability, and its length is at most
+            // `max_len`, so `log p / max_len^α` bounds every score it can still reach.
+            let best_live = next
+                .iter()
+                .map(|hyp| hyp.logp / (cfg.max_len as f64).powf(cfg.length_penalty))
+                .fold(f64::NEG_INFINITY, f64::max);
+            let best_done = done[b].iter().map(|d| d.score).fold(f64::NEG_INFINITY, f64::max);
+            *hyps = if best_done >= best_live { Vec::new() } else { next };
         }
     }
 }
