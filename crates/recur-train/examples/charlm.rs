@@ -10,14 +10,20 @@
 //! JSON line with the result and the settings go to stdout.
 //!
 //! Options (defaults in brackets): `--cell lstm|gru [lstm]`, `--embed [64]`, `--hidden [512]`,
-//! `--layers [1]`, `--dropout [0.1]` (output and between layers), `--input-dropout [0]`,
-//! `--recurrent-dropout [0]` (variational), `--epochs [4]`, `--bptt [128]`, `--batch [32]`,
-//! `--lr [2e-3]`, `--warmup [100]`, `--min-lr-factor [0.05]`, `--clip [1.0]`, `--seed [1]`,
+//! `--layers [1]`, `--dropout [0.25]` (output and between layers), `--input-dropout [0.1]`,
+//! `--recurrent-dropout [0.1]` (variational), `--epochs [12]`, `--bptt [100]`, `--batch [16]`,
+//! `--lr [3e-3]` (Adam, cosine decay after warmup), `--warmup [100]`, `--min-lr-factor [0.05]`, `--clip [1.0]`, `--seed [1]`,
 //! `--eval-streams [8]`, `--holdout [0.1]`, `--max-chars N` (train on the first N training
 //! characters only), `--sample-chars [300]`, `--temperature [0.8]`, `--prime ["The whale"]`,
 //! `--log-every [50]` (updates between progress lines; 0 = per epoch only), `--segment-at TEXT`
 //! (also report the held-out bpc before and from the first occurrence of TEXT, e.g.
 //! `"End of Project Gutenberg"` to separate the novel from the licence).
+//!
+//! Cost of the defaults on Moby Dick (1.11M training characters, CRLF normalized): ≈7.3 MFLOP
+//! per training character, 695 updates per epoch, ≈160 s per epoch on one core at ≈7,000
+//! characters/s (2,300 s wall for 12 epochs on a shared 2-core machine). Result: 2.098 held-out
+//! bpc (baselines: bigram 3.656, unigram 4.574); 1.974 on the novel part, 2.790 on the 18,779
+//! characters of Project Gutenberg licence that end the file.
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -55,18 +61,18 @@ fn parse() -> Result<Args, Box<dyn Error>> {
             embed_dim: 64,
             hidden_size: 512,
             num_layers: 1,
-            dropout: 0.1,
-            input_dropout: 0.0,
-            recurrent_dropout: 0.0,
+            dropout: 0.25,
+            input_dropout: 0.1,
+            recurrent_dropout: 0.1,
         },
         train: CharLmTrainConfig {
-            batch: 32,
-            bptt: 128,
-            epochs: 4,
+            batch: 16,
+            bptt: 100,
+            epochs: 12,
             clip: 1.0,
             optimizer: OptimizerConfig {
                 kind: OptimizerKind::Adam,
-                lr: 2e-3,
+                lr: 3e-3,
                 ..OptimizerConfig::default()
             },
             schedule: ScheduleConfig {
@@ -175,7 +181,14 @@ fn baselines(vocab: &CharVocab, train: &[usize], test: &[usize]) -> (f64, f64) {
     (ub / m, bb / m)
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
     let args = parse()?;
     let started = Instant::now();
     let raw = std::fs::read_to_string(&args.text).map_err(|e| format!("{}: {e}", args.text))?;

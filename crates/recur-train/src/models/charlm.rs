@@ -876,17 +876,17 @@ pub struct CharLmTrainConfig {
 impl Default for CharLmTrainConfig {
     fn default() -> Self {
         CharLmTrainConfig {
-            batch: 32,
+            batch: 16,
             bptt: 100,
             epochs: 1,
             clip: 1.0,
             optimizer: OptimizerConfig {
                 kind: OptimizerKind::Adam,
-                lr: 2e-3,
+                lr: 3e-3,
                 ..OptimizerConfig::default()
             },
             schedule: ScheduleConfig {
-                warmup_steps: 50,
+                warmup_steps: 100,
                 decay: Decay::Cosine,
                 min_factor: 0.05,
                 ..ScheduleConfig::default()

@@ -350,6 +350,13 @@ mod tests {
         c.validate().unwrap();
         c.dec_hidden = 0;
         assert!(c.validate().unwrap_err().to_string().contains("seq2seq.dec_hidden"));
+        c.dec_hidden = 8;
+        c.dropout = 1.0;
+        assert!(c.validate().unwrap_err().to_string().contains("seq2seq.dropout"));
+        c.dropout = 0.5;
+        c.attention = AttentionKind::Bahdanau;
+        c.input_feeding = true;
+        assert!(c.validate().unwrap_err().to_string().contains("seq2seq.input_feeding"));
     }
 
     #[test]
