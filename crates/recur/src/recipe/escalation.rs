@@ -9,7 +9,7 @@
 //! linear head; BCE with `pos_weight` for the rare positives; truncated BPTT with chunk 64;
 //! dropout between layers; clipping at 1.0; warmup; early stopping on validation AUC.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -73,9 +73,13 @@ pub struct EscalationConfig {
     pub labels: LabelConfig,
     /// Vocabulary and scalers.
     pub features: FeatureConfig,
-    /// Also train on every positive cut of the training tickets (oversampling the rare
-    /// positives; validation and holdout keep the labelling policy).
-    pub oversample_positives: bool,
+    /// The cut policy of the training samples; `None` uses `labels.policy`. Denser training
+    /// cuts (for example `every_event`) give the network more of the rare positive cuts at
+    /// their natural rate; validation and holdout always keep `labels.policy`, so the
+    /// reported figures do not depend on this choice.
+    pub train_cuts: Option<CutPolicy>,
+    /// The positive-class weight of the BCE loss.
+    pub pos_weight: PosWeight,
     /// The network.
     pub model: EscalationModel,
     /// Truncated BPTT chunk.
@@ -92,7 +96,8 @@ impl Default for EscalationConfig {
             split: SplitConfig::default(),
             labels: LabelConfig::default(),
             features: FeatureConfig::default(),
-            oversample_positives: false,
+            train_cuts: None,
+            pos_weight: PosWeight::default(),
             model: EscalationModel::default(),
             truncate: 64,
             training: TrainConfig {
@@ -130,26 +135,65 @@ impl Default for EscalationConfig {
     }
 }
 
-/// The samples of one split, with training positives oversampled when configured.
+/// The samples of one split; the training part follows `train_cuts` when it is set.
 pub fn samples(cfg: &EscalationConfig, log: &EventLog, split: &Split) -> Result<SplitSamples> {
     let labeler = Labeler::new(cfg.labels.clone()).map_err(|e| RecipeError::Invalid(e.to_string()))?;
     let mut s = labeler.split_samples(log, split);
-    if cfg.oversample_positives {
-        let every = Labeler::new(LabelConfig {
-            policy: CutPolicy::EveryEvent,
+    if let Some(policy) = &cfg.train_cuts {
+        let train = Labeler::new(LabelConfig {
+            policy: policy.clone(),
             ..cfg.labels.clone()
         })
-        .map_err(|e| RecipeError::Invalid(e.to_string()))?;
-        let have: HashSet<(usize, usize)> = s.train.iter().map(|x| (x.ticket, x.prefix_len)).collect();
-        let end = split.window_end_ms(SplitPart::Train);
-        let extra: Vec<Sample> = every
-            .samples(log, split.part(SplitPart::Train), end)
-            .into_iter()
-            .filter(|x| x.label && !have.contains(&(x.ticket, x.prefix_len)))
-            .collect();
-        s.train.extend(extra);
+        .map_err(|e| RecipeError::Invalid(format!("train_cuts: {e}")))?;
+        s.train = train.samples(log, split.part(SplitPart::Train), split.window_end_ms(SplitPart::Train));
     }
     Ok(s)
+}
+
+/// How the positive class is weighted in the BCE loss (`pos_weight`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PosWeight {
+    /// A rule applied to the training window's class counts.
+    Rule(PosWeightRule),
+    /// A fixed weight (positive and finite).
+    Value(f64),
+}
+
+/// Rules for [`PosWeight`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PosWeightRule {
+    /// negatives / positives: both classes weigh the same in total.
+    Balanced,
+    /// sqrt(negatives / positives): half way, in log terms, between no weighting and balanced.
+    Sqrt,
+    /// No weighting (1).
+    None,
+}
+
+impl Default for PosWeight {
+    fn default() -> Self {
+        PosWeight::Rule(PosWeightRule::Balanced)
+    }
+}
+
+impl PosWeight {
+    /// The weight for `neg` negatives and `pos` positives.
+    pub fn resolve(self, neg: usize, pos: usize) -> Result<f32> {
+        let w = match self {
+            PosWeight::Rule(PosWeightRule::Balanced) => neg as f64 / pos.max(1) as f64,
+            PosWeight::Rule(PosWeightRule::Sqrt) => (neg as f64 / pos.max(1) as f64).sqrt(),
+            PosWeight::Rule(PosWeightRule::None) => 1.0,
+            PosWeight::Value(v) => v,
+        };
+        if !(w.is_finite() && w > 0.0) {
+            return Err(RecipeError::Invalid(format!(
+                "pos_weight: {w} is not a positive number"
+            )));
+        }
+        Ok(w as f32)
+    }
 }
 
 /// Model inputs of `samples`: type ids and scaled scalars of each visible prefix.
@@ -259,7 +303,7 @@ pub fn train_bigru(
         &mut ChaCha8Rng::seed_from_u64(cfg.training.seed),
     )?;
     let task = Task::Binary {
-        pos_weight: Some(neg as f32 / pos as f32),
+        pos_weight: Some(cfg.pos_weight.resolve(neg, pos)?),
     };
     let mut sup = Supervised::new(model, task.clone(), Some(cfg.truncate))?;
     let plan = CheckpointPlan {
@@ -377,4 +421,64 @@ pub fn holdout_metrics(labels: &[bool], bigru: &[f64], gbdt: &[f64]) -> Result<B
     m.insert("samples".into(), labels.len() as f64);
     m.insert("positives".into(), labels.iter().filter(|&&l| l).count() as f64);
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use recur_data::harbor::{generate, HarborConfig};
+    use recur_data::split::split_log;
+
+    #[test]
+    fn train_cuts_change_only_the_training_samples_and_stay_inside_the_window() {
+        let log = generate(&HarborConfig::new(3000, 5));
+        let base = EscalationConfig::default();
+        let split = split_log(&log, &base.split).unwrap();
+        let a = samples(&base, &log, &split).unwrap();
+        let dense = EscalationConfig {
+            train_cuts: Some(CutPolicy::EveryEvent),
+            ..base.clone()
+        };
+        let b = samples(&dense, &log, &split).unwrap();
+        assert!(
+            b.train.len() > 2 * a.train.len(),
+            "{} vs {}",
+            b.train.len(),
+            a.train.len()
+        );
+        assert_eq!(a.validation, b.validation);
+        assert_eq!(a.holdout, b.holdout);
+        // Every training cut, and its label, is knowable inside the training window.
+        let labeler = Labeler::new(base.labels.clone()).unwrap();
+        labeler
+            .check(&log, &b.train, split.window_end_ms(SplitPart::Train))
+            .unwrap();
+        let train_tickets: std::collections::HashSet<usize> = split.part(SplitPart::Train).iter().copied().collect();
+        assert!(b.train.iter().all(|x| train_tickets.contains(&x.ticket)));
+        // The config round-trips through TOML (`--set train_cuts="every_event"`).
+        let text = toml::to_string(&dense).unwrap();
+        assert_eq!(toml::from_str::<EscalationConfig>(&text).unwrap(), dense);
+    }
+
+    #[test]
+    fn pos_weight_rules_and_values() {
+        assert_eq!(PosWeight::default().resolve(300, 3).unwrap(), 100.0);
+        assert_eq!(PosWeight::Rule(PosWeightRule::Sqrt).resolve(300, 3).unwrap(), 10.0);
+        assert_eq!(PosWeight::Rule(PosWeightRule::None).resolve(300, 3).unwrap(), 1.0);
+        assert_eq!(PosWeight::Value(7.5).resolve(300, 3).unwrap(), 7.5);
+        assert!(PosWeight::Value(-1.0).resolve(300, 3).is_err());
+        assert!(PosWeight::Value(f64::NAN).resolve(300, 3).is_err());
+        for (text, want) in [
+            ("pos_weight = \"sqrt\"", PosWeight::Rule(PosWeightRule::Sqrt)),
+            ("pos_weight = 4.0", PosWeight::Value(4.0)),
+            ("pos_weight = \"balanced\"", PosWeight::Rule(PosWeightRule::Balanced)),
+        ] {
+            assert_eq!(
+                toml::from_str::<EscalationConfig>(text).unwrap().pos_weight,
+                want,
+                "{text}"
+            );
+        }
+        assert!(toml::from_str::<EscalationConfig>("pos_weight = \"heavy\"").is_err());
+    }
 }
