@@ -26,7 +26,7 @@ fn ok(o: &Output) -> String {
 
 fn check_run(dir: &Path) -> Value {
     let m: Value = serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
-    for key in ["bigru_auc", "gbdt_auc"] {
+    for key in ["bigru_auc", "gbdt_auc", "gbdt_guide_features_auc"] {
         let v = m["holdout"][key].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&v), "{key} = {v}");
     }

@@ -383,15 +383,64 @@ fn rows(f: &FeatureMatrix) -> Result<RowMatrix<'_>> {
     RowMatrix::new(&f.data, f.n_rows, f.n_cols).map_err(|e| RecipeError::Invalid(e.to_string()))
 }
 
-/// The GBDT baseline: trained on the training cuts' aggregates with early stopping on the
-/// validation cuts; returns holdout probabilities.
+/// The GBDT baseline: trained on the training cuts' aggregates (all of
+/// [`AggregateFeaturizer::names`]) with early stopping on the validation cuts; returns holdout
+/// probabilities.
 pub fn gbdt_holdout(cfg: &EscalationConfig, log: &EventLog, s: &SplitSamples, pre: &Preprocessor) -> Result<Vec<f64>> {
+    gbdt_holdout_on(cfg, log, s, pre, &|_| true)
+}
+
+/// Whether an aggregate feature belongs to the guide's flat feature vector: "counts per type,
+/// last event, duration, priority" (`count:*`, `last_type:*`, `events_so_far`,
+/// `duration_hours`, `priority:*`). recur's full set adds type fractions, gaps, recent
+/// activity, calendar features and every other numeric column (such as sentiment).
+pub fn guide_feature(name: &str) -> bool {
+    name.starts_with("count:")
+        || name.starts_with("last_type:")
+        || name.starts_with("priority:")
+        || name == "events_so_far"
+        || name == "duration_hours"
+}
+
+/// [`gbdt_holdout`] on the aggregate features whose names pass `keep`.
+pub fn gbdt_holdout_on(
+    cfg: &EscalationConfig,
+    log: &EventLog,
+    s: &SplitSamples,
+    pre: &Preprocessor,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Vec<f64>> {
     let agg = AggregateFeaturizer::from_preprocessor(pre);
+    let cols: Vec<usize> = agg
+        .names()
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| keep(n))
+        .map(|(i, _)| i)
+        .collect();
+    if cols.is_empty() {
+        return Err(RecipeError::Invalid("GBDT: no aggregate feature selected".into()));
+    }
+    let pick = |m: FeatureMatrix| -> FeatureMatrix {
+        if cols.len() == m.n_cols {
+            return m;
+        }
+        let data = (0..m.n_rows)
+            .flat_map(|r| cols.iter().map(move |&c| (r, c)))
+            .map(|(r, c)| m.data[r * m.n_cols + c])
+            .collect();
+        FeatureMatrix {
+            n_rows: m.n_rows,
+            n_cols: cols.len(),
+            data,
+            names: cols.iter().map(|&c| m.names[c].clone()).collect(),
+        }
+    };
     let y = |v: &[Sample]| v.iter().map(|x| x.label).collect::<Vec<bool>>();
     let (xt, xv, xh) = (
-        agg.matrix(log, &s.train),
-        agg.matrix(log, &s.validation),
-        agg.matrix(log, &s.holdout),
+        pick(agg.matrix(log, &s.train)),
+        pick(agg.matrix(log, &s.validation)),
+        pick(agg.matrix(log, &s.holdout)),
     );
     let m = train_with_validation(&rows(&xt)?, &y(&s.train), &rows(&xv)?, &y(&s.validation), &cfg.gbdt)
         .map_err(|e| RecipeError::Invalid(format!("GBDT: {e}")))?;
