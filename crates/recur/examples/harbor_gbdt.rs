@@ -13,7 +13,9 @@ use recur_data::split::split_log;
 use recur_train::metrics::roc_auc;
 
 fn select(m: &FeatureMatrix, keep: &[usize]) -> Vec<f64> {
-    (0..m.n_rows).flat_map(|r| keep.iter().map(move |&c| m.data[r * m.n_cols + c])).collect()
+    (0..m.n_rows)
+        .flat_map(|r| keep.iter().map(move |&c| m.data[r * m.n_cols + c]))
+        .collect()
 }
 
 fn main() {
@@ -50,9 +52,7 @@ fn main() {
         ),
         (
             "full without recency (events_last_*, gaps, cut time)",
-            Box::new(|n: &str| {
-                !(n.starts_with("events_last") || n.ends_with("gap_hours") || n.starts_with("cut_"))
-            }),
+            Box::new(|n: &str| !(n.starts_with("events_last") || n.ends_with("gap_hours") || n.starts_with("cut_"))),
         ),
     ];
     for (label, f) in sets {
