@@ -162,6 +162,20 @@ pub(crate) fn page(inputs: &RunInputs, h: &HoldoutSummary, opts: &ReportOptions)
         );
     }
     let _ = writeln!(w, "</table>");
+    // `recur demo` also records the trees on the guide's narrower flat features.
+    let guide = std::fs::read(inputs.dir.join("metrics.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["holdout"]["gbdt_guide_features_auc"].as_f64());
+    if let Some(g) = guide {
+        let _ = writeln!(
+            w,
+            "<p>The same trees on the guide's flat features only (counts per event type, last event type, \
+             events so far, duration, priority): ROC-AUC <b id=\"gbdt-guide-auc\">{g:.4}</b> \
+             (BiGRU − that: {}).</p>",
+            signed(h.bigru.auc - g)
+        );
+    }
     if let Some(l) = &inputs.latency {
         let mut setup = Vec::new();
         for key in ["kind", "model"] {
