@@ -354,6 +354,11 @@ pub fn train_bigru(
     let pv = score(&model, log, pre, &s.validation)?;
     let threshold = f1_threshold(&yv, &pv);
     ck.preprocessing["threshold"] = json!(threshold);
+    // Ticket lengths of the training window: `recur bench` measures at these by default.
+    let mut train_tickets: Vec<usize> = s.train.iter().map(|x| x.ticket).collect();
+    train_tickets.dedup();
+    let (median, p95, max) = lengths_of(train_tickets.iter().map(|&t| log.tickets[t].events.len()));
+    ck.preprocessing["lengths"] = json!({"median": median, "p95": p95, "max": max});
     checkpoint::save(&run.model(), &ck)?;
     Ok(Trained {
         model,
@@ -450,7 +455,12 @@ pub fn gbdt_holdout_on(
 
 /// Ticket-length statistics of a log: median, p95 and max (for the latency benchmark).
 pub fn length_profile(log: &EventLog) -> (usize, usize, usize) {
-    let mut l: Vec<usize> = log.tickets.iter().map(|t| t.events.len()).collect();
+    lengths_of(log.tickets.iter().map(|t| t.events.len()))
+}
+
+/// Median, p95 and max of `lengths` (1 for an empty input).
+fn lengths_of(lengths: impl Iterator<Item = usize>) -> (usize, usize, usize) {
+    let mut l: Vec<usize> = lengths.collect();
     if l.is_empty() {
         return (1, 1, 1);
     }
