@@ -12,6 +12,9 @@ use recur_data::harbor::{generate_annotated, HarborConfig};
 use recur_data::split::split_log;
 use recur_train::metrics::roc_auc;
 
+/// A named feature filter.
+type FeatureSet<'a> = (&'a str, Box<dyn Fn(&str) -> bool>);
+
 fn select(m: &FeatureMatrix, keep: &[usize]) -> Vec<f64> {
     (0..m.n_rows)
         .flat_map(|r| keep.iter().map(move |&c| m.data[r * m.n_cols + c]))
@@ -43,7 +46,7 @@ fn main() {
             || n == "events_so_far"
             || n.starts_with("priority:")
     };
-    let sets: Vec<(&str, Box<dyn Fn(&str) -> bool>)> = vec![
+    let sets: Vec<FeatureSet> = vec![
         ("full", Box::new(|_: &str| true)),
         ("guide: counts, last type, duration, priority", Box::new(guide)),
         (

@@ -8,6 +8,7 @@
 //!   safetensors into a model.
 //! * [`npy_run`]: running a model on `.npy` arrays (what `recur run` does).
 //! * [`tensors`]: the name/shape/dtype/finiteness checks shared by both loaders.
+//! * [`serve`]: the HTTP routing webhook behind `recur serve` and its load generator.
 //!
 //! Everything the binary does is reachable from here, so it is tested as a library; the binary
 //! only parses arguments into a plan and prints. Errors are typed (`thiserror`) and name the
@@ -24,6 +25,7 @@ pub mod model_dir;
 pub mod npy_run;
 pub mod recipe;
 pub mod report;
+pub mod serve;
 pub mod tensors;
 pub mod torch_import;
 

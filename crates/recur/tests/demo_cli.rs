@@ -86,6 +86,46 @@ fn demo_on_generated_and_on_user_logs() {
     );
     assert_eq!(first["holdout"]["samples"], second["holdout"]["samples"]);
 
+    // A user's log with a bad row: a clear error naming the line, or with --skip-bad-rows a
+    // count in metrics.json and the report.
+    let bad = tmp.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    let mut events = std::fs::read_to_string(data.join("events.csv")).unwrap();
+    let line = events.lines().count() + 1;
+    events.push_str("HS-9999999,not-a-time,opened,1,\n");
+    std::fs::write(bad.join("events.csv"), events).unwrap();
+    std::fs::copy(data.join("escalations.csv"), bad.join("escalations.csv")).unwrap();
+    let e = recur(&[&"demo", &"--data", &bad, &"--out", &tmp.path().join("run3")]);
+    assert!(!e.status.success());
+    let msg = String::from_utf8_lossy(&e.stderr);
+    assert!(msg.contains(&format!("events.csv:{line}")), "{msg}");
+    let run3 = tmp.path().join("run4");
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+        &"demo",
+        &"--data",
+        &bad,
+        &"--skip-bad-rows",
+        &"--out",
+        &run3,
+        &"--set",
+        &"training.seed=3",
+    ];
+    args.extend(small.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>));
+    let out = ok(&recur(&args));
+    assert!(out.contains("skipped 1 bad rows"), "{out}");
+    let third = check_run(&run3);
+    assert_eq!(third["input"]["bad_rows"], 1);
+    assert!(third["input"]["bad_row_examples"][0]
+        .as_str()
+        .unwrap()
+        .contains(&format!(":{line}:")));
+    assert_eq!(
+        third["holdout"]["gbdt_auc"], second["holdout"]["gbdt_auc"],
+        "the bad row was dropped"
+    );
+    let html = std::fs::read_to_string(run3.join("report.html")).unwrap();
+    assert!(html.contains("id=\"bad-rows\""));
+
     let e = recur(&[&"demo", &"--tickets", &"100", &"--out", &tmp.path().join("tiny")]);
     assert!(!e.status.success());
     let e = recur(&[&"demo", &"--set", &"training.epocs=1", &"--print-config"]);

@@ -33,6 +33,10 @@ pub struct Args {
     /// Override one config field, e.g. `--set training.epochs=2` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    /// With --data: skip bad rows of the log and count them (in metrics.json and the report)
+    /// instead of failing on the first one.
+    #[arg(long, requires = "data")]
+    skip_bad_rows: bool,
     /// Seconds of latency measurement per length.
     #[arg(long, value_name = "S", default_value_t = 2.0)]
     bench_seconds: f64,
@@ -81,6 +85,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         &source,
         &DemoOptions {
             bench_seconds: a.bench_seconds,
+            skip_bad_rows: a.skip_bad_rows,
         },
         &run,
         out,

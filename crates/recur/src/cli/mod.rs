@@ -6,8 +6,10 @@ mod demo;
 mod eval;
 mod harbor;
 mod import_torch;
+mod loadtest;
 mod report;
 mod run;
+mod serve;
 mod train;
 
 use std::io::Write;
@@ -48,6 +50,11 @@ pub enum Command {
     /// The escalation forecaster end to end: ticket logs (generated or yours), time split,
     /// BiGRU vs gradient-boosted trees on the holdout, HTML report, latency benchmark.
     Demo(demo::Args),
+    /// Serve an escalation checkpoint over HTTP: scoring, KServe V2, streaming, metrics,
+    /// hot reload (docs/serving.md).
+    Serve(serve::Args),
+    /// A bounded load test of `recur serve` on loopback: throughput and p50/p95/p99.
+    Loadtest(loadtest::Args),
 }
 
 impl Command {
@@ -63,6 +70,8 @@ impl Command {
             Command::Bench(args) => bench::run(args, out),
             Command::Report(args) => report::run(args, out),
             Command::Demo(args) => demo::run(args, out),
+            Command::Serve(args) => serve::run(args, out),
+            Command::Loadtest(args) => loadtest::run(args, out),
         }
     }
 }

@@ -38,11 +38,17 @@ pub enum DemoSource {
 pub struct DemoOptions {
     /// Seconds per benchmarked length.
     pub bench_seconds: f64,
+    /// Skip and count bad rows of a user's log instead of failing on the first (the count and
+    /// the first examples go to `metrics.json` under `input` and to the report).
+    pub skip_bad_rows: bool,
 }
 
 impl Default for DemoOptions {
     fn default() -> Self {
-        DemoOptions { bench_seconds: 2.0 }
+        DemoOptions {
+            bench_seconds: 2.0,
+            skip_bad_rows: false,
+        }
     }
 }
 
@@ -50,7 +56,8 @@ fn say(out: &mut dyn Write, msg: String) -> Result<()> {
     writeln!(out, "{msg}").map_err(|e| RecipeError::io(Path::new("<stdout>"), e))
 }
 
-fn load_log(source: &DemoSource, run: &RunDir, out: &mut dyn Write) -> Result<EventLog> {
+/// The log and what reading it found (`metrics.json` `input`).
+fn load_log(source: &DemoSource, opts: &DemoOptions, run: &RunDir, out: &mut dyn Write) -> Result<(EventLog, Value)> {
     match source {
         DemoSource::Generate { tickets, seed } => {
             let cfg = HarborConfig::new(*tickets, *seed);
@@ -66,11 +73,17 @@ fn load_log(source: &DemoSource, run: &RunDir, out: &mut dyn Write) -> Result<Ev
                     dir.display()
                 ),
             )?;
-            Ok(log)
+            let events: usize = log.tickets.iter().map(|t| t.events.len()).sum();
+            let input =
+                json!({"source": "generated", "tickets": tickets, "seed": seed, "events": events, "bad_rows": 0});
+            Ok((log, input))
         }
         DemoSource::Dir(dir) => {
-            let (log, report) =
-                read_log_dir(dir, &ReadOptions::default()).map_err(|e| RecipeError::Invalid(e.to_string()))?;
+            let read = ReadOptions {
+                skip_bad_rows: opts.skip_bad_rows,
+                ..ReadOptions::default()
+            };
+            let (log, report) = read_log_dir(dir, &read).map_err(|e| RecipeError::Invalid(e.to_string()))?;
             say(
                 out,
                 format!(
@@ -80,7 +93,30 @@ fn load_log(source: &DemoSource, run: &RunDir, out: &mut dyn Write) -> Result<Ev
                     dir.display()
                 ),
             )?;
-            Ok(log)
+            if report.bad_rows > 0 {
+                say(
+                    out,
+                    format!(
+                        "warning: skipped {} bad rows (--skip-bad-rows); the first: {}",
+                        report.bad_rows,
+                        report
+                            .bad_row_examples
+                            .first()
+                            .map(|b| b.to_string())
+                            .unwrap_or_default()
+                    ),
+                )?;
+            }
+            let input = json!({
+                "source": dir.display().to_string(),
+                "rows": report.rows,
+                "tickets": report.tickets,
+                "events": report.events,
+                "escalated_tickets": report.escalated_tickets,
+                "bad_rows": report.bad_rows,
+                "bad_row_examples": report.bad_row_examples.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
+            });
+            Ok((log, input))
         }
     }
 }
@@ -94,7 +130,7 @@ pub fn demo(
     out: &mut dyn Write,
 ) -> Result<Value> {
     let started = Instant::now();
-    let log = load_log(source, run, out)?;
+    let (log, input) = load_log(source, opts, run, out)?;
     let split = split_log(&log, &cfg.split).map_err(|e| RecipeError::Invalid(e.to_string()))?;
     let s = escalation::samples(cfg, &log, &split)?;
     let pre =
@@ -179,6 +215,7 @@ pub fn demo(
         latency.insert(format!("p99_t{}", l.length), json!(l.p99_ms));
     }
     let metrics = json!({
+        "input": input,
         "holdout": holdout,
         "latency_ms": latency,
         "lengths": {"median": median, "p95": p95, "max": longest},

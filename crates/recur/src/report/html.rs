@@ -162,11 +162,30 @@ pub(crate) fn page(inputs: &RunInputs, h: &HoldoutSummary, opts: &ReportOptions)
         );
     }
     let _ = writeln!(w, "</table>");
-    // `recur demo` also records the trees on the guide's narrower flat features.
-    let guide = std::fs::read(inputs.dir.join("metrics.json"))
+    // `recur demo` also records the trees on the guide's narrower flat features, and what
+    // reading the log found.
+    let recorded = std::fs::read(inputs.dir.join("metrics.json"))
         .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let guide = recorded
+        .as_ref()
         .and_then(|v| v["holdout"]["gbdt_guide_features_auc"].as_f64());
+    if let Some(bad) = recorded
+        .as_ref()
+        .and_then(|v| v["input"]["bad_rows"].as_u64())
+        .filter(|&n| n > 0)
+    {
+        let first = recorded
+            .as_ref()
+            .and_then(|v| v["input"]["bad_row_examples"][0].as_str())
+            .unwrap_or("");
+        let _ = writeln!(
+            w,
+            "<p class=\"warning\" id=\"bad-rows\">The input log had <b>{bad}</b> bad rows, skipped \
+             (<code>--skip-bad-rows</code>); the first: <code>{}</code>.</p>",
+            esc(first)
+        );
+    }
     if let Some(g) = guide {
         let _ = writeln!(
             w,
