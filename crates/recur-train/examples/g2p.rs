@@ -26,6 +26,8 @@
 //!   `--sampling teacher|linear:K:C:MIN|exp:K|sigmoid:K` [teacher], `--seed S` [1],
 //!   `--max-train N` [all; an evenly spread subset of at most N headwords, for quick runs];
 //! * decoding: `--beam K` [5], `--length-penalty A` [0];
+//! * `--predictions FILE` writes every test word's prediction and whether it is right, with and
+//!   without stress, as TSV (for paired comparisons of two models, e.g. McNemar's test);
 //! * `--save DIR` writes the selected model as a recur checkpoint (kind `seq2seq`, the phone
 //!   list under `preprocessing`); `--load DIR` skips training and evaluates that checkpoint.
 
@@ -81,6 +83,7 @@ struct Settings {
     seed: u64,
     save: Option<String>,
     load: Option<String>,
+    predictions: Option<String>,
 }
 
 fn parse_sampling(s: &str) -> Result<SamplingSchedule, Box<dyn Error>> {
@@ -129,6 +132,7 @@ fn parse_args() -> Result<Settings, Box<dyn Error>> {
         seed: 1,
         save: None,
         load: None,
+        predictions: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -169,6 +173,7 @@ fn parse_args() -> Result<Settings, Box<dyn Error>> {
             "--seed" => s.seed = value()?.parse()?,
             "--save" => s.save = Some(value()?.clone()),
             "--load" => s.load = Some(value()?.clone()),
+            "--predictions" => s.predictions = Some(value()?.clone()),
             other => return Err(format!("unknown option `{other}` (see the example's docs)").into()),
         }
     }
@@ -298,11 +303,15 @@ fn unstressed(phones: &[String]) -> Vec<String> {
 
 /// Error rates of the model on `words` (with stress, and with stress ignored), decoding with
 /// beam width `beam.width` (1 = greedy).
+///
+/// With `rows`, also records each word's prediction and whether it is right with and without
+/// stress (for `--predictions`).
 fn score(
     model: &Seq2Seq,
     words: &[(&String, &Vec<Vec<String>>)],
     vocab: &Vocab,
     beam: &BeamConfig,
+    mut rows: Option<&mut Vec<String>>,
 ) -> Result<(Rates, Rates), Box<dyn Error>> {
     let (mut stressed, mut plain) = (Tally::default(), Tally::default());
     for chunk in words.chunks(256) {
@@ -313,11 +322,22 @@ fn score(
         } else {
             model.beam_search(&srcs, beam)?
         };
-        for (pred, (_, refs)) in preds.iter().zip(chunk) {
+        for (pred, (word, refs)) in preds.iter().zip(chunk) {
             let pred: Vec<String> = pred.iter().map(|&id| vocab.phones[id].clone()).collect();
+            let wrong = stressed.wrong;
             stressed.add(&pred, refs);
+            let right_stressed = stressed.wrong == wrong;
             let refs: Vec<Vec<String>> = refs.iter().map(|r| unstressed(r)).collect();
+            let wrong = plain.wrong;
             plain.add(&unstressed(&pred), &refs);
+            if let Some(rows) = rows.as_deref_mut() {
+                rows.push(format!(
+                    "{word}\t{}\t{}\t{}",
+                    pred.join(" "),
+                    u8::from(right_stressed),
+                    u8::from(plain.wrong == wrong)
+                ));
+            }
         }
     }
     Ok((stressed.rates(), plain.rates()))
@@ -430,7 +450,7 @@ fn train(s: &Settings, sp: &Split<'_>, vocab: &Vocab, max_len: usize) -> Result<
         let stats = train_epoch(&mut model, &train, &settings, &mut opt, lr_at, &mut rng)?;
         let shown_lr = lr_at(opt.steps());
         let val_loss = evaluate_loss(&model, &valid, 256)?;
-        let (val, _) = score(&model, &sp.valid, vocab, &greedy)?;
+        let (val, _) = score(&model, &sp.valid, vocab, &greedy, None)?;
         out.epochs = epoch;
         eprintln!(
             "epoch {epoch}: train loss {:.4} (|g| {:.2}, teacher {:.2}, {} updates), valid loss {val_loss:.4} \
@@ -533,7 +553,22 @@ fn main() -> Result<(), Box<dyn Error>> {
         length_penalty: s.length_penalty,
     };
     let t0 = Instant::now();
-    let (Rates { per, wer }, no_stress) = score(&trained.model, &sp.test, &vocab, &beam)?;
+    let mut rows = Vec::new();
+    let (Rates { per, wer }, no_stress) = score(
+        &trained.model,
+        &sp.test,
+        &vocab,
+        &beam,
+        s.predictions.is_some().then_some(&mut rows),
+    )?;
+    if let Some(path) = &s.predictions {
+        let mut text = String::from("word\tprediction\tright\tright_without_stress\n");
+        for r in &rows {
+            text.push_str(r);
+            text.push('\n');
+        }
+        std::fs::write(path, text).map_err(|e| format!("{path}: {e}"))?;
+    }
     eprintln!(
         "test ({} words, beam {}): PER {:.2}% WER {:.2}% (stress ignored: PER {:.2}% WER {:.2}%) ({:.0} s)",
         sp.test.len(),
