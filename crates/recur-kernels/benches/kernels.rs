@@ -5,6 +5,8 @@
 //!
 //! * `gemv_h128_3h`: `W_hh · h` for a GRU, `W` = 384×128 `f32` packed (196 KB: L2-resident).
 //! * `gemv_h128_4h`: the same for an LSTM, 512×128.
+//! * `gemv_h128_3h_f16`, `gemv_h128_3h_int8`: the GRU GEMV with half-float (98 KB) or int8
+//!   (49 KB + scales) weights.
 //! * `gru_fwd_h128_b1`, `lstm_fwd_h128_b1`, `gru_bwd_h128_b1`: the fused gate epilogues.
 //! * `gru_step_h128_b1`: one full recurrent GRU step, GEMV (bias via `Accum::Add`) + epilogue.
 //! * `exp_1024`, `sigmoid_1024`, `tanh_1024`: the activations alone (copy-in included).
@@ -14,7 +16,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use recur_kernels::{kernels, Accum, KernelChoice, Kernels};
+use recur_kernels::{kernels, Accum, KernelChoice, Kernels, Precision, QuantGemv};
 
 const H: usize = 128;
 
@@ -41,6 +43,24 @@ fn gemv(c: &mut Criterion) {
             let mut y = vec![0.0f32; rows];
             c.bench_function(&format!("{name}{suffix}"), |b| {
                 b.iter(|| k.gemv(&p, black_box(&x), black_box(&mut y), Accum::Replace))
+            });
+        }
+    }
+}
+
+/// `gemv_h128_3h_f16`, `gemv_h128_3h_int8` (and `_reference`): the GRU recurrent GEMV with
+/// reduced-precision weights, through [`Kernels::gemm_quant`] at one row.
+fn gemv_quant(c: &mut Criterion) {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let rows = 3 * H;
+    let w = rand_vec(&mut rng, rows * H);
+    let x = rand_vec(&mut rng, H);
+    for prec in [Precision::F16, Precision::Int8] {
+        let p = QuantGemv::new(&w, rows, H, prec);
+        for (k, suffix) in families() {
+            let mut y = vec![0.0f32; rows];
+            c.bench_function(&format!("gemv_h128_3h_{}{suffix}", prec.name()), |b| {
+                b.iter(|| k.gemm_quant(&p, 1, black_box(&x), black_box(&mut y), Accum::Replace))
             });
         }
     }
@@ -126,5 +146,5 @@ fn activations(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, gemv, gates, gru_step, activations);
+criterion_group!(benches, gemv, gemv_quant, gates, gru_step, activations);
 criterion_main!(benches);

@@ -9,6 +9,7 @@ use std::any::TypeId;
 use std::sync::OnceLock;
 
 use crate::packed::{self, GemvLayout, PackedGemv};
+use crate::quant::{self, Precision, QuantGemv};
 use crate::{reference, Accum, Float, MatMut, MatRef};
 
 /// Which implementation family to use.
@@ -235,6 +236,34 @@ impl Kernels {
             return crate::x86::gemm_panel8(p.rows(), p.cols(), f32s(p.as_slice()), n, f32s(x), f32s_mut(y), accum);
         }
         packed::gemm_portable(p, n, x, y, accum)
+    }
+
+    /// Whether [`Kernels::gemm_quant`] runs a SIMD kernel for `f32` weights stored in
+    /// `precision` (AVX2, FMA and F16C in the `Best` family); otherwise it runs the portable
+    /// [`quant::gemm_portable`].
+    pub fn quant_simd(&self, precision: Precision) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self.simd == Simd::Avx2Fma {
+            return crate::x86::quant_supported(precision);
+        }
+        let _ = precision;
+        false
+    }
+
+    /// `Y[n, rows] (=|+=) X[n, cols] · Ŵᵀ` for reduced-precision weights `Ŵ` (see
+    /// [`crate::quant`]): the recurrent projection or the hoisted input projection of an
+    /// inference pass. `X`, `Y` are row-major and contiguous; accumulation is in `f32` (in `T`
+    /// on the portable path). Never allocates.
+    ///
+    /// # Panics
+    /// When `x.len() < n · cols` or `y.len() < n · rows`.
+    #[track_caller]
+    pub fn gemm_quant<T: Float>(&self, p: &QuantGemv, n: usize, x: &[T], y: &mut [T], accum: Accum) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2::<T>() && self.quant_simd(p.precision()) {
+            return crate::x86::gemm_quant(p, n, f32s(x), f32s_mut(y), accum);
+        }
+        quant::gemm_portable(p, n, x, y, accum)
     }
 
     /// `x ← eˣ` elementwise (vectorized to a few ulp for `f32` with AVX2+FMA).

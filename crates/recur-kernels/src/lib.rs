@@ -10,6 +10,9 @@
 //!   whose entries are the fastest implementation this CPU supports (or the reference ones when
 //!   asked, for debugging and A/B timing).
 //!
+//! [`par::Helper`] is the one piece of threading: a persistent helper thread for two-way
+//! fork-join without allocation (the two directions of a bidirectional layer).
+//!
 //! Gate orders are PyTorch's and are pinned in [`gates`].
 //!
 //! Choice of GEMM: large products (the hoisted input projection, weight gradients) go through
@@ -20,6 +23,8 @@
 pub mod dispatch;
 pub mod gates;
 pub mod packed;
+pub mod par;
+pub mod quant;
 pub mod reference;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
@@ -27,6 +32,7 @@ pub mod x86;
 
 pub use dispatch::{kernels, KernelChoice, Kernels, Simd};
 pub use packed::{GemvLayout, PackedGemv};
+pub use quant::{Precision, QuantGemv};
 pub use scalar::Float;
 
 /// Whether a kernel overwrites its destination or adds into it.

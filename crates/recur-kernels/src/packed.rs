@@ -109,7 +109,7 @@ impl<T: Float> PackedGemv<T> {
 
 /// Position of `W[i, k]` in the packed buffer (see [`GemvLayout`]).
 #[inline(always)]
-fn index(layout: GemvLayout, rows: usize, cols: usize, i: usize, k: usize) -> usize {
+pub(crate) fn index(layout: GemvLayout, rows: usize, cols: usize, i: usize, k: usize) -> usize {
     match layout {
         GemvLayout::RowMajor => i * cols + k,
         GemvLayout::Panel8 => {

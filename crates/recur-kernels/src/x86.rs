@@ -18,8 +18,10 @@ use crate::gates::*;
 
 mod gemv;
 pub mod math;
+mod quant;
 
 pub use gemv::{gemm_panel8, gemv_panel8};
+pub use quant::{gemm_quant, has_f16c, quant_supported};
 
 /// Whether this CPU supports AVX2 and FMA (checked at run time, cached by `std`).
 pub fn has_avx2_fma() -> bool {

@@ -651,3 +651,153 @@ fn relu_propagates_nan_in_every_family() {
         assert_eq!(&out[1..4], &[0.0, 2.0, 0.5]);
     }
 }
+
+/// Reduced-precision weights (`recur_kernels::quant`): every family's `gemm_quant` against the
+/// portable reference at tail shapes and random shapes, the quantization error bounds, and
+/// the selection of the SIMD path.
+mod quant_battery {
+    use super::*;
+    use recur_kernels::quant::{f16_bits, f16_value, gemm_portable};
+    use recur_kernels::{Precision, QuantGemv};
+
+    const PRECISIONS: [Precision; 2] = [Precision::F16, Precision::Int8];
+
+    /// `k.gemm_quant` equals the reference up to summation order:
+    /// `|fast − ref| ≤ (2·cols + 6)·ε·Σ_k |Ŵ[i,k]·x[k]|` (+ the accumulated base).
+    fn check(k: Kernels, prec: Precision, n: usize, rows: usize, cols: usize, seed: u64, scale: f64) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let w = rand_vec::<f32>(&mut rng, rows * cols, scale);
+        let x = rand_vec::<f32>(&mut rng, n * cols, 1.0);
+        let y0 = rand_vec::<f32>(&mut rng, n * rows, scale);
+        let p = QuantGemv::new(&w, rows, cols, prec);
+        let wd = p.dequantize();
+        for accum in [Accum::Replace, Accum::Add] {
+            let (mut got, mut want) = (y0.clone(), y0.clone());
+            k.gemm_quant(&p, n, &x, &mut got, accum);
+            gemm_portable(&p, n, &x, &mut want, accum);
+            let eps = f32::EPSILON as f64;
+            for r in 0..n {
+                let what = format!("gemm_quant {prec:?} n={n} row {r} {rows}x{cols} {accum:?}");
+                assert_close(
+                    &what,
+                    &got[r * rows..(r + 1) * rows],
+                    &want[r * rows..(r + 1) * rows],
+                    |i| {
+                        let a: f64 = (0..cols)
+                            .map(|c| (wd[i * cols + c] as f64 * x[r * cols + c] as f64).abs())
+                            .sum();
+                        let base = if accum == Accum::Add {
+                            y0[r * rows + i].abs() as f64
+                        } else {
+                            0.0
+                        };
+                        (2.0 * cols as f64 + 6.0) * eps * a + 4.0 * eps * base
+                    },
+                );
+            }
+        }
+    }
+
+    fn families() -> [Kernels; 2] {
+        [kernels(KernelChoice::Best), kernels(KernelChoice::Reference)]
+    }
+
+    #[test]
+    fn gemm_quant_edges() {
+        let mut seed = 5000;
+        for prec in PRECISIONS {
+            for n in [1, 2, 3, 4, 5, 8, 9] {
+                for rows in [1, 7, 8, 9, 17, 63, 64, 65, 129, 3 * 128] {
+                    for cols in [1, 7, 8, 9, 127, 128, 129] {
+                        seed += 1;
+                        for k in families() {
+                            check(k, prec, n, rows, cols, seed, 1.0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn gemm_quant_prop(n in 1usize..=9, rows in 1usize..=200, cols in 1usize..=140,
+                           seed in any::<u64>(), s in 0.01f64..100.0, int8 in any::<bool>()) {
+            let prec = if int8 { Precision::Int8 } else { Precision::F16 };
+            check(kernels(KernelChoice::Best), prec, n, rows, cols, seed, s);
+        }
+    }
+
+    /// Elementwise: `|W − Ŵ| ≤ s_i/2` for int8 (and `s_i = max|W_i·|/127`), and
+    /// `|W − Ŵ| ≤ max(2⁻¹¹·|W|, 2⁻²⁵)` for half floats; products then obey
+    /// `|Ŵx − Wx| ≤ Σ_k |W − Ŵ|·|x|` (+ rounding).
+    #[test]
+    fn quantization_error_is_bounded() {
+        let (rows, cols) = (3 * 128 + 5, 131);
+        let mut rng = ChaCha8Rng::seed_from_u64(77);
+        let mut w = rand_vec::<f32>(&mut rng, rows * cols, 0.1);
+        w[cols..2 * cols].iter_mut().for_each(|v| *v = 0.0); // an all-zero row
+        let x = rand_vec::<f32>(&mut rng, cols, 1.0);
+        for prec in PRECISIONS {
+            let p = QuantGemv::new(&w, rows, cols, prec);
+            let wd = p.dequantize();
+            for i in 0..rows {
+                let row = &w[i * cols..(i + 1) * cols];
+                let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                for (c, (&a, &b)) in row.iter().zip(&wd[i * cols..]).enumerate() {
+                    let bound = match prec {
+                        Precision::Int8 => {
+                            assert_eq!(p.scales()[i], max / 127.0);
+                            (max / 127.0) as f64 * (0.5 + 1e-6)
+                        }
+                        // Below 2⁻¹⁴ half floats are subnormal: absolute spacing 2⁻²⁴.
+                        _ => (a.abs() as f64 * 2f64.powi(-11)).max(2f64.powi(-25)),
+                    };
+                    assert!(((a - b) as f64).abs() <= bound, "{prec:?} W[{i},{c}] = {a} → {b}");
+                }
+            }
+            let mut y = vec![0.0f32; rows];
+            k_best().gemm_quant(&p, 1, &x, &mut y, Accum::Replace);
+            for i in 0..rows {
+                let exact: f64 = (0..cols).map(|c| w[i * cols + c] as f64 * x[c] as f64).sum();
+                let err: f64 = (0..cols)
+                    .map(|c| ((w[i * cols + c] - wd[i * cols + c]) as f64 * x[c] as f64).abs())
+                    .sum();
+                let abs: f64 = (0..cols).map(|c| (w[i * cols + c] as f64 * x[c] as f64).abs()).sum();
+                let bound = err * (1.0 + 1e-3) + 2.0 * (cols as f64 + 2.0) * f32::EPSILON as f64 * abs;
+                assert!((y[i] as f64 - exact).abs() <= bound, "{prec:?} row {i}");
+            }
+        }
+    }
+
+    fn k_best() -> Kernels {
+        kernels(KernelChoice::Best)
+    }
+
+    #[test]
+    fn half_conversion_round_trips_and_rounds_to_nearest_even() {
+        for bits in (0..=u16::MAX).step_by(7) {
+            let v = f16_value(bits);
+            if !v.is_nan() {
+                assert_eq!(f16_bits(v), bits);
+            }
+        }
+        assert_eq!(f16_value(f16_bits(1.0 + 2f32.powi(-11))), 1.0, "tie to even");
+        assert_eq!(f16_value(f16_bits(70000.0)), f32::INFINITY);
+    }
+
+    /// On a CPU with AVX2, FMA and F16C the `Best` family takes the SIMD path for both
+    /// storage types; `Reference` never does.
+    #[test]
+    fn quant_fast_path_is_selected() {
+        let reference = kernels(KernelChoice::Reference);
+        for prec in PRECISIONS {
+            assert!(!reference.quant_simd(prec));
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+                assert!(k_best().quant_simd(prec), "{prec:?}");
+            }
+        }
+        assert!(!k_best().quant_simd(Precision::F32));
+    }
+}

@@ -9,7 +9,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use recur_nn::init::normal;
-use recur_nn::{BackwardOptions, CellKind, Rnn, RnnConfig, SeqBatch, State};
+use recur_nn::{BackwardOptions, CellKind, Precision, Rnn, RnnConfig, SeqBatch, State};
 
 fn model() -> Rnn<f32> {
     let mut cfg = RnnConfig::new(CellKind::Gru, 64, 128);
@@ -24,20 +24,37 @@ fn head(h_n: &[f32], w: &[f32]) -> f32 {
     top.iter().zip(w).map(|(a, b)| a * b).sum()
 }
 
+/// `infer_bigru2_h128_t{T}_b1` on 1 thread with f32 weights, plus the `_2t` (two threads),
+/// `_f16` and `_int8` (reduced-precision weights) variants. For A/B ratios on a shared machine
+/// prefer the interleaved `variants` bench.
 fn infer(c: &mut Criterion) {
-    let m = model();
+    let base = model();
+    let variant = |threads: usize, prec: Precision| {
+        let mut m = base.clone();
+        m.set_threads(threads).unwrap();
+        m.set_precision(prec);
+        m
+    };
+    let models = [
+        ("", variant(1, Precision::F32)),
+        ("_2t", variant(2, Precision::F32)),
+        ("_f16", variant(1, Precision::F16)),
+        ("_int8", variant(1, Precision::Int8)),
+    ];
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let w: Vec<f32> = (0..256).map(|_| normal(&mut rng) as f32 * 0.05).collect();
     for t in [18usize, 112] {
         let x: Vec<f32> = (0..t * 64).map(|_| normal(&mut rng) as f32).collect();
-        c.bench_function(&format!("infer_bigru2_h128_t{t}_b1"), |bch| {
-            bch.iter(|| {
-                let out = m
-                    .forward(&SeqBatch::batch_first(&x, 1, t, 64), &State::default())
-                    .unwrap();
-                head(&out.h_n, &w)
-            })
-        });
+        for (suffix, m) in &models {
+            c.bench_function(&format!("infer_bigru2_h128_t{t}_b1{suffix}"), |bch| {
+                bch.iter(|| {
+                    let out = m
+                        .forward(&SeqBatch::batch_first(&x, 1, t, 64), &State::default())
+                        .unwrap();
+                    head(&out.h_n, &w)
+                })
+            });
+        }
     }
 }
 

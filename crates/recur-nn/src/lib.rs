@@ -10,6 +10,11 @@
 //! loop. Sequences are handled in PyTorch's packed layout (sorted by length, time-major), so
 //! the active rows at each step are a contiguous prefix and padding never enters a state.
 //!
+//! Inference options on a model: [`Rnn::set_threads`]`(2)` runs the two directions of each
+//! bidirectional layer concurrently (bit-identical to one thread; the reverse direction runs on
+//! a persistent helper thread owned by the model), and [`Rnn::set_precision`] stores the input
+//! and recurrent weights as f16 or int8 (per-row scales) for inference passes.
+//!
 //! This crate never does I/O and contains no `unsafe`; the kernels live in `recur-kernels`.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -28,5 +33,5 @@ pub use dropout::DropoutMasks;
 pub use error::{NnError, Result};
 pub use packed::Packing;
 pub use params::{direction_suffix, ParamBuffer, ParamSpec};
-pub use recur_kernels::{Float, KernelChoice};
+pub use recur_kernels::{Float, KernelChoice, Precision};
 pub use rnn::{BackwardOptions, Gradients, Layout, Rnn, RnnOutput, SeqBatch, State, Tape};

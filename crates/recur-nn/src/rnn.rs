@@ -1,9 +1,10 @@
 //! The public model type: a validated config plus its parameters.
 
 use rand::Rng;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use recur_kernels::{kernels, Float, KernelChoice, Kernels, PackedGemv};
+use recur_kernels::par::Helper;
+use recur_kernels::{kernels, Float, KernelChoice, Kernels, PackedGemv, Precision, QuantGemv};
 
 use crate::config::RnnConfig;
 use crate::dropout::DropoutMasks;
@@ -123,6 +124,11 @@ pub struct Rnn<T> {
     /// first use, dropped whenever the parameters or the kernel family may change.
     packed_fwd: OnceLock<Vec<PackedStep<T>>>,
     packed_bwd: OnceLock<Vec<PackedStep<T>>>,
+    /// With 2 threads: the persistent helper thread that runs the reverse direction of each
+    /// bidirectional layer (shared by clones; a busy helper makes a forward run sequentially).
+    helper: Option<Arc<Helper>>,
+    /// Storage of `W_ih` and `W_hh` for inference passes.
+    precision: Precision,
 }
 
 /// The matrices one time step multiplies by, packed for [`Kernels::gemm_packed`]: for the
@@ -131,6 +137,11 @@ pub struct Rnn<T> {
 pub(crate) struct PackedStep<T> {
     pub hh: PackedGemv<T>,
     pub hr: Option<PackedGemv<T>>,
+    /// Forward only: `W_ih` packed for short inputs (see `engine::forward`).
+    pub ih: Option<PackedGemv<T>>,
+    /// Forward only, with a reduced [`Precision`]: `W_ih` and `W_hh` quantized for inference.
+    pub ih_q: Option<QuantGemv>,
+    pub hh_q: Option<QuantGemv>,
 }
 
 fn transpose<T: Float>(w: &[T], rows: usize, cols: usize) -> Vec<T> {
@@ -155,6 +166,8 @@ impl<T: Float> Rnn<T> {
             kernels: kernels(KernelChoice::Best),
             packed_fwd: OnceLock::new(),
             packed_bwd: OnceLock::new(),
+            helper: None,
+            precision: Precision::F32,
         })
     }
 
@@ -170,6 +183,64 @@ impl<T: Float> Rnn<T> {
     pub fn set_kernels(&mut self, choice: KernelChoice) {
         self.kernels = kernels(choice);
         self.reset_packed();
+    }
+
+    /// Sets how many threads a forward pass ([`Rnn::forward`], [`Rnn::forward_train`]) uses:
+    /// 1 (the default) or 2, in which case the two directions of every bidirectional layer run
+    /// concurrently, the reverse one on a persistent helper thread owned by this model (and
+    /// shared with its clones). Results are bit-identical to 1 thread. A unidirectional model
+    /// accepts 2 and runs on the calling thread. While one forward pass uses the helper, a
+    /// concurrent forward pass on a clone runs its directions one after the other.
+    ///
+    /// # Errors
+    /// [`NnError::Invalid`] for any other count, or when the helper thread cannot be spawned.
+    pub fn set_threads(&mut self, threads: usize) -> Result<()> {
+        match threads {
+            1 => self.helper = None,
+            2 if self.helper.is_none() => {
+                let h = Helper::new().map_err(|e| NnError::Invalid(format!("cannot start a helper thread: {e}")))?;
+                self.helper = Some(Arc::new(h));
+            }
+            2 => {}
+            n => {
+                return Err(NnError::Invalid(format!(
+                    "threads = {n}: a forward pass runs on 1 or 2 threads (the two directions of a \
+                     bidirectional layer in parallel)"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// Threads a forward pass uses (see [`Rnn::set_threads`]).
+    pub fn threads(&self) -> usize {
+        if self.helper.is_some() {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Sets the storage precision of the input and recurrent weights (`W_ih`, `W_hh` of every
+    /// layer and direction) for inference passes ([`Rnn::forward`]): [`Precision::F16`] or
+    /// [`Precision::Int8`] (per-row scales) quantize a copy of them when the model is next
+    /// run; [`Precision::F32`] (the default) uses the parameters as they are. Biases, LSTM
+    /// projections (`W_hr`), peepholes, layer-norm parameters, states and all arithmetic stay
+    /// in `T`; [`Rnn::forward_train`] and [`Rnn::backward`] always use the parameters
+    /// unquantized. See `recur_kernels::quant` for the quantization and its error bounds.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+        self.reset_packed();
+    }
+
+    /// The storage precision of inference weights (see [`Rnn::set_precision`]).
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The helper thread of a 2-thread model.
+    pub(crate) fn helper(&self) -> Option<&Helper> {
+        self.helper.as_deref()
     }
 
     /// The kernel family in use.
@@ -216,11 +287,24 @@ impl<T: Float> Rnn<T> {
                 }
             };
             let at = |i: usize| self.params.at(&self.params.specs()[i]);
+            let quant = |w: &[T], rows: usize, cols: usize| {
+                (!transposed && self.precision != Precision::F32).then(|| {
+                    let w32: Vec<f32> = w.iter().map(|v| v.f64() as f32).collect();
+                    QuantGemv::new(&w32, rows, cols, self.precision)
+                })
+            };
             self.index
                 .iter()
-                .map(|li| PackedStep {
+                .enumerate()
+                .map(|(ld, li)| PackedStep {
                     hh: pack(at(li.w_hh), g, ho),
                     hr: li.w_hr.map(|i| pack(at(i), ho, h)),
+                    ih: (!transposed).then(|| {
+                        let input = self.cfg.layer_input(ld / self.cfg.directions());
+                        pack(at(li.w_ih), g, input)
+                    }),
+                    ih_q: quant(at(li.w_ih), g, self.cfg.layer_input(ld / self.cfg.directions())),
+                    hh_q: quant(at(li.w_hh), g, ho),
                 })
                 .collect()
         })
@@ -239,6 +323,8 @@ impl<T: Float> Rnn<T> {
             kernels: self.kernels,
             packed_fwd: OnceLock::new(),
             packed_bwd: OnceLock::new(),
+            helper: self.helper.clone(),
+            precision: self.precision,
         }
     }
 

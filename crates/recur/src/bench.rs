@@ -25,7 +25,11 @@
 //! median is the 50th percentile, i.e. the lower middle sample for an even count), so
 //! `min ≤ median ≤ p95 ≤ p99` always holds.
 //!
-//! Only one thread is supported for now: the engine is single-threaded.
+//! Threads: 1, or 2 for a recur model directory (the two directions of every bidirectional
+//! layer run concurrently, see [`Rnn::set_threads`]); more are refused, as the engine only
+//! parallelizes over directions. Precision: the storage of the input and recurrent weights of a
+//! recur model directory in inference (`f32`, `f16`, `int8`; see [`Rnn::set_precision`]).
+//! `sequence` checkpoints run on 1 thread with `f32` weights.
 
 use std::fmt;
 use std::hint::black_box;
@@ -34,7 +38,7 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use recur_nn::{KernelChoice, Rnn, SeqBatch, State};
+use recur_nn::{KernelChoice, Precision, Rnn, SeqBatch, State};
 use recur_train::checkpoint;
 use recur_train::models::sequence::{SeqInput, SequenceModel, SequenceModelConfig};
 use recur_train::TrainError;
@@ -151,8 +155,10 @@ pub struct BenchOptions {
     pub lengths: Vec<usize>,
     /// Sequences per request (≥ 1).
     pub batch: usize,
-    /// Worker threads; only 1 is supported (the engine is single-threaded).
+    /// Threads per forward pass: 1, or 2 for model directories (directions in parallel).
     pub threads: usize,
+    /// Storage of the input and recurrent weights (model directories only).
+    pub precision: Precision,
     /// Kernel family.
     pub kernels: KernelChoice,
     /// Minimum measuring time per length, in seconds (finite, ≥ 0).
@@ -173,6 +179,7 @@ impl Default for BenchOptions {
             lengths: vec![18, 112],
             batch: 1,
             threads: 1,
+            precision: Precision::F32,
             kernels: KernelChoice::Best,
             seconds: 2.0,
             min_iterations: 20,
@@ -201,11 +208,12 @@ impl BenchOptions {
         if self.batch == 0 {
             return bad("batch", "must be ≥ 1".into());
         }
-        if self.threads != 1 {
+        if !(1..=2).contains(&self.threads) {
             return bad(
                 "threads",
                 format!(
-                    "{} threads requested, but only 1 is supported for now (the engine is single-threaded)",
+                    "{} threads requested, but only 1 or 2 are supported (the engine runs the two \
+                     directions of a bidirectional layer in parallel, nothing more)",
                     self.threads
                 ),
             );
@@ -296,8 +304,10 @@ pub struct BenchReport {
     /// The kernels actually used ([`recur_kernels::Kernels::name`]: `avx2+fma`, `portable`,
     /// `reference`).
     pub simd: String,
-    /// Worker threads (always 1 for now).
+    /// Threads per forward pass (1 or 2).
     pub threads: usize,
+    /// Storage precision of the input and recurrent weights.
+    pub precision: Precision,
     /// Sequences per request.
     pub batch: usize,
     /// One entry per length, in the order asked for.
@@ -309,7 +319,7 @@ impl BenchReport {
     ///
     /// ```json
     /// {"model": "<dir>" | null, "kind": "rnn" | "sequence", "kernels": "best" | "reference",
-    ///  "simd": "avx2+fma", "threads": 1, "batch": 1,
+    ///  "simd": "avx2+fma", "threads": 1, "precision": "f32" | "f16" | "int8", "batch": 1,
     ///  "lengths": {"18": {"median_ms": …, "p95_ms": …, "p99_ms": …, "mean_ms": …,
     ///                     "min_ms": …, "iterations": …, "samples_ms": […]}, …}}
     /// ```
@@ -343,11 +353,12 @@ impl BenchReport {
             .as_ref()
             .map_or_else(|| "(in memory)".to_string(), |p| p.display().to_string());
         let mut s = format!(
-            "{model}: {}, kernels {} ({}), threads {}, batch {}\n",
+            "{model}: {}, kernels {} ({}), threads {}, precision {}, batch {}\n",
             self.kind,
             kernel_choice_name(self.kernels),
             self.simd,
             self.threads,
+            self.precision.name(),
             self.batch
         );
         s += &format!(
@@ -381,12 +392,13 @@ struct StatsView<'a>(&'a LengthStats, bool);
 impl Serialize for JsonView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.report;
-        let mut m = s.serialize_map(Some(7))?;
+        let mut m = s.serialize_map(Some(8))?;
         m.serialize_entry("model", &r.model.as_ref().map(|p| p.display().to_string()))?;
         m.serialize_entry("kind", r.kind.as_str())?;
         m.serialize_entry("kernels", kernel_choice_name(r.kernels))?;
         m.serialize_entry("simd", &r.simd)?;
         m.serialize_entry("threads", &r.threads)?;
+        m.serialize_entry("precision", r.precision.name())?;
         m.serialize_entry("batch", &r.batch)?;
         m.serialize_entry("lengths", &LengthsView(&r.per_length, self.include_samples))?;
         m.end()
@@ -499,6 +511,11 @@ pub fn bench_rnn(rnn: &Rnn<f32>, opts: &BenchOptions) -> Result<BenchReport, Ben
     opts.validate()?;
     let mut rnn = rnn.clone();
     rnn.set_kernels(opts.kernels);
+    rnn.set_precision(opts.precision);
+    rnn.set_threads(opts.threads).map_err(|e| BenchError::Option {
+        option: "threads",
+        reason: e.to_string(),
+    })?;
     let (batch, width) = (opts.batch, rnn.config().input_size);
     let per_length = measure_lengths(
         opts,
@@ -518,6 +535,20 @@ pub fn bench_rnn(rnn: &Rnn<f32>, opts: &BenchOptions) -> Result<BenchReport, Ben
 /// so that its kernel family can be set.
 pub fn bench_sequence_model(model: &SequenceModel, opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     opts.validate()?;
+    if opts.threads != 1 {
+        return Err(BenchError::Option {
+            option: "threads",
+            reason: "sequence checkpoints run on 1 thread (2 threads are supported for recur model directories)".into(),
+        });
+    }
+    if opts.precision != Precision::F32 {
+        return Err(BenchError::Option {
+            option: "precision",
+            reason: "sequence checkpoints run with f32 weights (f16 and int8 are supported for recur model \
+                     directories)"
+                .into(),
+        });
+    }
     let mut model = model.clone();
     model.set_kernels(opts.kernels);
     let (batch, features, vocab) = (opts.batch, model.config().features, model.config().vocab);
@@ -558,6 +589,7 @@ fn report(kind: ModelKind, simd: &str, opts: &BenchOptions, per_length: Vec<Leng
         kernels: opts.kernels,
         simd: simd.to_string(),
         threads: opts.threads,
+        precision: opts.precision,
         batch: opts.batch,
         per_length,
     }
@@ -721,7 +753,7 @@ mod tests {
                 "4 is given more than once",
             ),
             (BenchOptions { batch: 0, ..quick() }, "`batch`"),
-            (BenchOptions { threads: 2, ..quick() }, "single-threaded"),
+            (BenchOptions { threads: 3, ..quick() }, "only 1 or 2"),
             (
                 BenchOptions {
                     seconds: f64::NAN,

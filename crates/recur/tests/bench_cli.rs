@@ -122,11 +122,24 @@ fn bench_json(model: &Path, extra: &[&str]) -> (Value, String) {
     assert_eq!(text.lines().count(), 1, "exactly one JSON object on one line:\n{text}");
     let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     let top: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-    let mut want = vec!["batch", "kernels", "kind", "lengths", "model", "simd", "threads"];
+    let mut want = vec![
+        "batch",
+        "kernels",
+        "kind",
+        "lengths",
+        "model",
+        "precision",
+        "simd",
+        "threads",
+    ];
     want.sort();
     assert_eq!(top, want, "{text}");
     assert_eq!(v["model"], model.display().to_string());
-    assert_eq!(v["threads"], 1);
+    assert!([1, 2].contains(&v["threads"].as_u64().unwrap()), "{text}");
+    assert!(
+        ["f32", "f16", "int8"].contains(&v["precision"].as_str().unwrap()),
+        "{text}"
+    );
     assert!(v["batch"].as_u64().unwrap() >= 1);
     let simd = v["simd"].as_str().unwrap();
     match v["kernels"].as_str().unwrap() {
@@ -261,7 +274,7 @@ fn flag_errors_name_the_flag() {
         args.extend(extra.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>));
         recur(&args)
     };
-    let cases: [(&[&str], &[&str]); 8] = [
+    let cases: [(&[&str], &[&str]); 9] = [
         (
             &["--lengths", "18,abc"],
             &["--lengths: `abc` is not a positive integer"],
@@ -272,9 +285,10 @@ fn flag_errors_name_the_flag() {
         (&["--lengths", ""], &["--lengths: no lengths given"]),
         (&["--lengths", "5,9,5"], &["--lengths: `5` is given more than once"]),
         (
-            &["--threads", "2"],
-            &["--threads 2", "only --threads 1", "single-threaded"],
+            &["--threads", "3"],
+            &["--threads 3", "only --threads 1 or 2", "two directions"],
         ),
+        (&["--threads", "0"], &["--threads 0", "only --threads 1 or 2"]),
         (&["--batch", "0"], &["--batch"]),
     ];
     for (extra, needles) in cases {
@@ -328,4 +342,61 @@ fn model_errors_name_the_directory_or_kind() {
     let dir = model_dir(tmp.path());
     std::fs::write(dir.join("weights.safetensors"), b"garbage").unwrap();
     assert_fails_with(&run(&dir), &["cannot load model directory", "weights.safetensors"]);
+}
+
+/// `--threads 2` and `--precision f16|int8` on a model directory: the report says what ran.
+#[test]
+fn two_threads_and_reduced_precision() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path());
+    for (extra, threads, precision) in [
+        (&["--threads", "2"][..], 2, "f32"),
+        (&["--precision", "f16"][..], 1, "f16"),
+        (&["--precision", "int8", "--threads", "2"][..], 2, "int8"),
+    ] {
+        let mut args = vec!["--lengths", "4,30"];
+        args.extend_from_slice(extra);
+        let (v, _) = bench_json(&dir, &args);
+        assert_eq!(
+            (v["threads"].as_u64(), v["precision"].as_str()),
+            (Some(threads), Some(precision))
+        );
+    }
+    let text = assert_ok(&recur(&[
+        &"bench",
+        &"--model",
+        &dir,
+        &"--seconds",
+        &"0.05",
+        &"--threads",
+        &"2",
+        &"--precision",
+        &"f16",
+    ]));
+    assert!(
+        text.lines().next().unwrap().contains("threads 2, precision f16"),
+        "{text}"
+    );
+    assert_eq!(
+        recur(&[&"bench", &"--model", &dir, &"--precision", &"f8"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+/// A `sequence` checkpoint runs on 1 thread with f32 weights; asking for more names the flag.
+#[test]
+fn sequence_checkpoint_refuses_threads_and_precision() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = sequence_checkpoint(tmp.path());
+    let run = |flag: &str, value: &str| recur(&[&"bench", &"--model", &ck, &"--seconds", &"0.05", &flag, &value]);
+    assert_fails_with(
+        &run("--threads", "2"),
+        &["threads", "sequence checkpoints run on 1 thread"],
+    );
+    assert_fails_with(
+        &run("--precision", "int8"),
+        &["precision", "sequence checkpoints run with f32"],
+    );
 }

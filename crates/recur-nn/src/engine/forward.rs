@@ -31,56 +31,28 @@ pub(crate) fn forward<T: Float>(
     let mut input = pk.pack(x);
     let mut layers = Vec::new();
     let total = pk.total();
-    let mut h0s = vec![T::zero(); b * h_out];
-    let mut c0s = vec![T::zero(); b * h];
     let mut layer_out = Vec::new();
     for l in 0..cfg.num_layers {
         let dims = Dims::new(cfg, l);
-        let mut dirs = Vec::with_capacity(d_n);
         layer_out = vec![T::zero(); total * d_n * h_out];
-        for d in 0..d_n {
+        let mut jobs: Vec<DirJob<'_, T>> = (0..d_n)
+            .map(|d| DirJob::new(m, pk, st, masks, l, d, dims, train))
+            .collect();
+        let x_in = &input;
+        match (m.helper(), jobs.as_mut_slice()) {
+            (Some(helper), [fwd, bwd]) => {
+                helper.join(|| fwd.run(x_in), || bwd.run(x_in));
+            }
+            (_, jobs) => jobs.iter_mut().for_each(|j| j.run(x_in)),
+        }
+        let mut dirs = Vec::with_capacity(d_n);
+        for (d, job) in jobs.into_iter().enumerate() {
             let ld = l * d_n + d;
-            match st.h0 {
-                Some(h0) => pk.sort_rows(&h0[ld * b * h_out..(ld + 1) * b * h_out], h_out, &mut h0s),
-                None => h0s.iter_mut().for_each(|v| *v = T::zero()),
-            }
+            let DirJob { hs, cs, mut tape, .. } = job;
+            // The final states were left in hs / cs (sorted order).
+            pk.unsort_rows(&hs, h_out, &mut h_n[ld * b * h_out..(ld + 1) * b * h_out]);
             if lstm {
-                match st.c0 {
-                    Some(c0) => pk.sort_rows(&c0[ld * b * h..(ld + 1) * b * h], h, &mut c0s),
-                    None => c0s.iter_mut().for_each(|v| *v = T::zero()),
-                }
-            }
-            let mut tape = DirTape::default();
-            if let Some(ms) = masks {
-                if !ms.input[ld].is_empty() {
-                    tape.in_mask = pk.per_row(&ms.input[ld], dims.input);
-                }
-                if !ms.recurrent[ld].is_empty() {
-                    tape.rec_mask = vec![T::zero(); b * h_out];
-                    pk.sort_rows(&ms.recurrent[ld], h_out, &mut tape.rec_mask);
-                }
-            }
-            let xd = if tape.in_mask.is_empty() {
-                None
-            } else {
-                Some(mul(&input, &tape.in_mask))
-            };
-            let w = DirWeights::new(m.params(), &m.index()[ld]);
-            let mut run = DirRun {
-                k: m.kernels(),
-                cell: cfg.cell,
-                dims,
-                pk,
-                w,
-                packed: &m.packed(false)[ld],
-                train,
-                eps: T::of(cfg.layer_norm_eps),
-            };
-            run.run(d, xd.as_deref().unwrap_or(&input), &mut h0s, &mut c0s, &mut tape);
-            // The final states were left in h0s / c0s (sorted order).
-            pk.unsort_rows(&h0s, h_out, &mut h_n[ld * b * h_out..(ld + 1) * b * h_out]);
-            if lstm {
-                pk.unsort_rows(&c0s, h, &mut c_n[ld * b * h..(ld + 1) * b * h]);
+                pk.unsort_rows(&cs, h, &mut c_n[ld * b * h..(ld + 1) * b * h]);
             }
             let w_out = d_n * h_out;
             for (r, y) in tape.ys.chunks_exact(h_out).enumerate() {
@@ -129,6 +101,84 @@ pub(crate) fn forward<T: Float>(
     (out, tape)
 }
 
+/// Batches of up to this many sequences run the input projection on the pre-packed `W_ih`
+/// with the GEMV-style kernel ([`Kernels::gemm_packed`]: no packing per call, which dominates a
+/// short batch-1 sequence, and within about 10% of the general GEMM at 1,000 rows); larger
+/// batches go through the general GEMM. The choice depends only on the batch size, so
+/// inference and training forward passes agree bit for bit and the allocation count of a pass
+/// does not depend on its length.
+const PACKED_INPUT_BATCH: usize = 1;
+
+/// One direction of one layer with its own state buffers and tape, ready to run on any thread.
+struct DirJob<'a, T> {
+    run: DirRun<'a, T>,
+    dir: usize,
+    /// Initial states on entry, final states after [`DirJob::run`] (sorted order).
+    hs: Vec<T>,
+    cs: Vec<T>,
+    tape: DirTape<T>,
+}
+
+impl<'a, T: Float> DirJob<'a, T> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        m: &'a Rnn<T>,
+        pk: &'a Packing,
+        st: &State<'_, T>,
+        masks: Option<&DropoutMasks<T>>,
+        l: usize,
+        d: usize,
+        dims: Dims,
+        train: bool,
+    ) -> Self {
+        let cfg = m.config();
+        let (b, h_out, h) = (pk.batch, cfg.h_out(), cfg.hidden_size);
+        let ld = l * cfg.directions() + d;
+        let mut hs = vec![T::zero(); b * h_out];
+        if let Some(h0) = st.h0 {
+            pk.sort_rows(&h0[ld * b * h_out..(ld + 1) * b * h_out], h_out, &mut hs);
+        }
+        let mut cs = vec![T::zero(); b * h];
+        if let (Some(c0), CellKind::Lstm) = (st.c0, cfg.cell) {
+            pk.sort_rows(&c0[ld * b * h..(ld + 1) * b * h], h, &mut cs);
+        }
+        let mut tape = DirTape::default();
+        if let Some(ms) = masks {
+            if !ms.input[ld].is_empty() {
+                tape.in_mask = pk.per_row(&ms.input[ld], dims.input);
+            }
+            if !ms.recurrent[ld].is_empty() {
+                tape.rec_mask = vec![T::zero(); b * h_out];
+                pk.sort_rows(&ms.recurrent[ld], h_out, &mut tape.rec_mask);
+            }
+        }
+        let run = DirRun {
+            k: m.kernels(),
+            cell: cfg.cell,
+            dims,
+            pk,
+            w: DirWeights::new(m.params(), &m.index()[ld]),
+            packed: &m.packed(false)[ld],
+            train,
+            eps: T::of(cfg.layer_norm_eps),
+        };
+        DirJob {
+            run,
+            dir: d,
+            hs,
+            cs,
+            tape,
+        }
+    }
+
+    /// Runs the time loop over `input` (the layer's input, before input dropout).
+    fn run(&mut self, input: &[T]) {
+        let xd = (!self.tape.in_mask.is_empty()).then(|| mul(input, &self.tape.in_mask));
+        let x = xd.as_deref().unwrap_or(input);
+        self.run.run(self.dir, x, &mut self.hs, &mut self.cs, &mut self.tape);
+    }
+}
+
 /// One direction of one layer.
 struct DirRun<'a, T> {
     k: Kernels,
@@ -142,20 +192,43 @@ struct DirRun<'a, T> {
 }
 
 impl<T: Float> DirRun<'_, T> {
-    /// The recurrent projection `gh[n, G·H] = h[n, H_out] · W_hhᵀ (+ bias)`.
+    /// The recurrent projection `gh[n, G·H] = h[n, H_out] · W_hhᵀ (+ bias)`, with the
+    /// reduced-precision `W_hh` in inference passes when the model has one.
     fn recurrent(&self, hin: &[T], n: usize, bias: Option<&[T]>, gh: &mut [T]) {
         let g = self.dims.g;
         let accum = if bias.is_some() { Accum::Add } else { Accum::Replace };
         reference::broadcast_rows(n, bias, &mut gh[..n * g]);
-        self.k.gemm_packed(&self.packed.hh, n, hin, &mut gh[..n * g], accum);
+        match self.packed.hh_q.as_ref().filter(|_| !self.train) {
+            Some(q) => self.k.gemm_quant(q, n, hin, &mut gh[..n * g], accum),
+            None => self.k.gemm_packed(&self.packed.hh, n, hin, &mut gh[..n * g], accum),
+        }
+    }
+
+    /// The hoisted input projection `gi[total, G·H] = x[total, in] · W_ihᵀ (+ bias)`, with the
+    /// reduced-precision `W_ih` in inference passes when the model has one.
+    fn input_projection(&self, x: &[T], total: usize, bias: Option<&[T]>, gi: &mut [T]) {
+        let Dims { g, input, .. } = self.dims;
+        match self.packed.ih_q.as_ref().filter(|_| !self.train) {
+            Some(q) => {
+                reference::broadcast_rows(total, bias, &mut gi[..total * g]);
+                let accum = if bias.is_some() { Accum::Add } else { Accum::Replace };
+                self.k.gemm_quant(q, total, x, &mut gi[..total * g], accum);
+            }
+            None => match self.packed.ih.as_ref().filter(|_| self.pk.batch <= PACKED_INPUT_BATCH) {
+                Some(p) => {
+                    reference::broadcast_rows(total, bias, &mut gi[..total * g]);
+                    let accum = if bias.is_some() { Accum::Add } else { Accum::Replace };
+                    self.k.gemm_packed(p, total, x, &mut gi[..total * g], accum);
+                }
+                None => linear(self.k, x, total, input, self.w.w_ih, g, bias, gi),
+            },
+        }
     }
 
     /// Runs the time loop. `h` / `c` hold the initial states (sorted order) on entry and the
     /// final states on return. Fills `tape.ys` always and the rest of `tape` when training.
     fn run(&mut self, dir: usize, x: &[T], hs: &mut [T], cs: &mut [T], tape: &mut DirTape<T>) {
-        let Dims {
-            h: hd, h_out, g, input, ..
-        } = self.dims;
+        let Dims { h: hd, h_out, g, .. } = self.dims;
         let pk = self.pk;
         let (total, b) = (pk.total(), pk.batch);
         let lstm = self.cell == CellKind::Lstm;
@@ -166,7 +239,7 @@ impl<T: Float> DirRun<'_, T> {
         let row0 = |t: usize| if self.train { pk.offsets[t] } else { 0 };
         let mut gi = vec![T::zero(); total * g];
         if let Some(p) = ln {
-            linear(self.k, x, total, input, self.w.w_ih, g, None, &mut gi);
+            self.input_projection(x, total, None, &mut gi);
             let mut y = vec![T::zero(); total * g];
             let (mut xh, mut rs) = (vec![T::zero(); total * g], vec![T::zero(); total]);
             reference::layernorm_fwd(total, g, &gi, p[0], p[1], self.eps, &mut y, &mut xh, &mut rs);
@@ -179,7 +252,7 @@ impl<T: Float> DirRun<'_, T> {
                 tape.ln_ih = (xh, rs);
             }
         } else {
-            linear(self.k, x, total, input, self.w.w_ih, g, self.w.b_ih, &mut gi);
+            self.input_projection(x, total, self.w.b_ih, &mut gi);
         }
         let mut hm = vec![T::zero(); b * h_out];
         let mut gh = vec![T::zero(); b * g];

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::ValueEnum;
 use recur::bench::{bench_dir, BenchOptions};
+use recur::nn::Precision;
 use recur::KernelChoice;
 
 /// Kernel family.
@@ -17,6 +18,17 @@ pub enum Kernels {
     Best,
     /// The plain reference kernels (slow; for debugging and A/B timing).
     Reference,
+}
+
+/// Storage precision of the input and recurrent weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    /// Single precision.
+    F32,
+    /// IEEE half precision (widened to f32 in the kernel).
+    F16,
+    /// int8 with one scale per weight row (dequantized in the kernel).
+    Int8,
 }
 
 /// Measures the latency of one forward pass per request on random inputs (N(0,1) features,
@@ -35,9 +47,13 @@ pub struct Args {
     /// Sequences per request.
     #[arg(long, value_name = "N", default_value_t = 1)]
     batch: usize,
-    /// Worker threads (only 1 is supported for now: the engine is single-threaded).
+    /// Threads per forward pass: 1, or 2 to run the two directions of each bidirectional layer
+    /// on separate cores (model directories only).
     #[arg(long, value_name = "N", default_value_t = 1)]
     threads: usize,
+    /// Storage of the input and recurrent weights (model directories only).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
     /// Kernel family.
     #[arg(long, value_enum, default_value_t = Kernels::Best)]
     kernels: Kernels,
@@ -80,10 +96,10 @@ impl TryFrom<&Args> for BenchOptions {
         if a.batch == 0 {
             bail!("--batch: must be ≥ 1");
         }
-        if a.threads != 1 {
+        if !(1..=2).contains(&a.threads) {
             bail!(
-                "--threads {}: only --threads 1 is supported for now (the engine is single-threaded; \
-                 multi-threaded inference is planned)",
+                "--threads {}: only --threads 1 or 2 is supported (the engine runs the two directions of a \
+                 bidirectional layer in parallel; there is no other parallelism yet)",
                 a.threads
             );
         }
@@ -98,6 +114,11 @@ impl TryFrom<&Args> for BenchOptions {
             lengths,
             batch: a.batch,
             threads: a.threads,
+            precision: match a.precision {
+                PrecisionArg::F32 => Precision::F32,
+                PrecisionArg::F16 => Precision::F16,
+                PrecisionArg::Int8 => Precision::Int8,
+            },
             kernels,
             seconds: a.seconds,
             ..BenchOptions::default()
