@@ -29,7 +29,7 @@
 //! layer run concurrently, see [`Rnn::set_threads`]); more are refused, as the engine only
 //! parallelizes over directions. Precision: the storage of the input and recurrent weights of a
 //! recur model directory in inference (`f32`, `f16`, `int8`; see [`Rnn::set_precision`]).
-//! `sequence` checkpoints run on 1 thread with `f32` weights.
+//! Both apply to `sequence` checkpoints too.
 
 use std::fmt;
 use std::hint::black_box;
@@ -535,22 +535,13 @@ pub fn bench_rnn(rnn: &Rnn<f32>, opts: &BenchOptions) -> Result<BenchReport, Ben
 /// so that its kernel family can be set.
 pub fn bench_sequence_model(model: &SequenceModel, opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     opts.validate()?;
-    if opts.threads != 1 {
-        return Err(BenchError::Option {
-            option: "threads",
-            reason: "sequence checkpoints run on 1 thread (2 threads are supported for recur model directories)".into(),
-        });
-    }
-    if opts.precision != Precision::F32 {
-        return Err(BenchError::Option {
-            option: "precision",
-            reason: "sequence checkpoints run with f32 weights (f16 and int8 are supported for recur model \
-                     directories)"
-                .into(),
-        });
-    }
     let mut model = model.clone();
     model.set_kernels(opts.kernels);
+    model.set_precision(opts.precision);
+    model.set_threads(opts.threads).map_err(|e| BenchError::Option {
+        option: "threads",
+        reason: e.to_string(),
+    })?;
     let (batch, features, vocab) = (opts.batch, model.config().features, model.config().vocab);
     let per_length = measure_lengths(
         opts,

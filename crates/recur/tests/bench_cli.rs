@@ -387,16 +387,29 @@ fn two_threads_and_reduced_precision() {
 
 /// A `sequence` checkpoint runs on 1 thread with f32 weights; asking for more names the flag.
 #[test]
-fn sequence_checkpoint_refuses_threads_and_precision() {
+fn sequence_checkpoint_runs_on_two_threads_and_reduced_precision() {
     let tmp = tempfile::tempdir().unwrap();
     let ck = sequence_checkpoint(tmp.path());
-    let run = |flag: &str, value: &str| recur(&[&"bench", &"--model", &ck, &"--seconds", &"0.05", &flag, &value]);
-    assert_fails_with(
-        &run("--threads", "2"),
-        &["threads", "sequence checkpoints run on 1 thread"],
-    );
-    assert_fails_with(
-        &run("--precision", "int8"),
-        &["precision", "sequence checkpoints run with f32"],
-    );
+    for (flag, value, key, want) in [
+        ("--threads", "2", "threads", "2"),
+        ("--precision", "int8", "precision", "\"int8\""),
+    ] {
+        let o = recur(&[
+            &"bench",
+            &"--model",
+            &ck,
+            &"--seconds",
+            &"0.05",
+            &"--lengths",
+            &"5",
+            &"--json",
+            &flag,
+            &value,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v[key].to_string(), want);
+        assert!(v["lengths"]["5"]["median_ms"].as_f64().unwrap() > 0.0);
+    }
+    assert_fails_with(&recur(&[&"bench", &"--model", &ck, &"--threads", &"3"]), &["threads"]);
 }

@@ -46,6 +46,26 @@ fn check_run(dir: &Path) -> Value {
     let (_, pre, threshold) = recur::recipe::escalation::load(&dir.join("model")).unwrap();
     assert!(pre.vocab_size() >= 13, "12 event types and the unknown bucket");
     assert!((0.0..=1.0).contains(&threshold));
+    // `recur bench` on the checkpoint measures its training window's median, p95 and longest
+    // ticket by default.
+    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("model/manifest.json")).unwrap()).unwrap();
+    let recorded = &manifest["preprocessing"]["lengths"];
+    let bench = ok(&recur(&[
+        &"bench",
+        &"--model",
+        &dir.join("model"),
+        &"--seconds",
+        &"0.02",
+        &"--json",
+    ]));
+    let bench: Value = serde_json::from_str(&bench).unwrap();
+    for key in ["median", "p95", "max"] {
+        let t = recorded[key].as_u64().unwrap().min(2000);
+        assert!(
+            bench["lengths"][t.to_string()]["p99_ms"].as_f64().unwrap() > 0.0,
+            "{key} = {t}: {bench}"
+        );
+    }
     let json = pre.to_json().unwrap();
     assert_eq!(recur_data::features::Preprocessor::from_json(&json).unwrap(), pre);
     m

@@ -174,6 +174,23 @@ impl SequenceModel {
         self.rnn.set_kernels(choice);
     }
 
+    /// Runs the two directions of each bidirectional layer on two threads (`2`) or on the
+    /// calling thread (`1`, the default); see [`Rnn::set_threads`]. Results are bit-identical.
+    ///
+    /// # Errors
+    /// Any other count, or when the helper thread cannot be spawned.
+    pub fn set_threads(&mut self, threads: usize) -> Result<()> {
+        self.rnn
+            .set_threads(threads)
+            .map_err(|e| TrainError::Invalid(format!("threads: {e}")))
+    }
+
+    /// Stores the recurrent stack's input and recurrent weights in `precision` for inference
+    /// ([`SequenceModel::forward`]); training passes always use f32. See [`Rnn::set_precision`].
+    pub fn set_precision(&mut self, precision: recur_nn::Precision) {
+        self.rnn.set_precision(precision);
+    }
+
     fn check(&self, x: &SeqInput<'_>) -> Result<()> {
         let c = &self.cfg;
         if x.batch == 0 || x.time == 0 {

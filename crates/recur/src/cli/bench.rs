@@ -41,17 +41,19 @@ pub struct Args {
     /// (`DIR/model` of a training run).
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
-    /// Comma-separated sequence lengths to measure, in report order.
-    #[arg(long, value_name = "T1,T2,...", default_value = "18,112")]
-    lengths: String,
+    /// Comma-separated sequence lengths to measure, in report order. Default: for a forecaster
+    /// checkpoint, the median, p95 and longest ticket length of its training window; otherwise
+    /// 18,112 (the guide's median and p95).
+    #[arg(long, value_name = "T1,T2,...")]
+    lengths: Option<String>,
     /// Sequences per request.
     #[arg(long, value_name = "N", default_value_t = 1)]
     batch: usize,
     /// Threads per forward pass: 1, or 2 to run the two directions of each bidirectional layer
-    /// on separate cores (model directories only).
+    /// on separate cores.
     #[arg(long, value_name = "N", default_value_t = 1)]
     threads: usize,
-    /// Storage of the input and recurrent weights (model directories only).
+    /// Storage of the input and recurrent weights in inference.
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
     precision: PrecisionArg,
     /// Kernel family.
@@ -92,7 +94,10 @@ impl TryFrom<&Args> for BenchOptions {
     type Error = anyhow::Error;
 
     fn try_from(a: &Args) -> anyhow::Result<Self> {
-        let lengths = parse_lengths(&a.lengths)?;
+        let lengths = match &a.lengths {
+            Some(l) => parse_lengths(l)?,
+            None => recorded_lengths(&a.model).unwrap_or_else(|| vec![18, 112]),
+        };
         if a.batch == 0 {
             bail!("--batch: must be ≥ 1");
         }
@@ -124,6 +129,22 @@ impl TryFrom<&Args> for BenchOptions {
             ..BenchOptions::default()
         })
     }
+}
+
+/// The ticket lengths a forecaster checkpoint recorded from its training window
+/// (`preprocessing.lengths`: median, p95, max), deduplicated and capped at 2,000 events.
+fn recorded_lengths(dir: &std::path::Path) -> Option<Vec<usize>> {
+    let text = std::fs::read(dir.join("manifest.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    let l = &v["preprocessing"]["lengths"];
+    let mut out = Vec::new();
+    for key in ["median", "p95", "max"] {
+        let t = (l[key].as_u64()? as usize).clamp(1, 2000);
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Some(out)
 }
 
 /// Runs `recur bench`.
