@@ -1218,3 +1218,29 @@ mod props {
         }
     }
 }
+
+#[test]
+fn reduced_precision_weights_score_like_the_library_and_close_to_f32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    make_model(&dir, true, 8, 1);
+    let f32_model = LoadedModel::load(&dir).unwrap();
+    let log = harbor(40, 9);
+    let cols = f32_model.pre.numeric_columns.clone();
+    let t = log.tickets.iter().find(|t| (5..150).contains(&t.events.len())).unwrap();
+    let body = ticket_json("T1", t, &cols, t.events.len());
+    let exact = f32_model.score(&[&t.events]).unwrap()[0];
+    for (flag, precision, tol) in [
+        ("f16", recur::nn::Precision::F16, 1e-3),
+        ("int8", recur::nn::Precision::Int8, 2e-2),
+    ] {
+        let lm = LoadedModel::load_with(&dir, precision).unwrap();
+        let want = lm.score(&[&t.events]).unwrap()[0];
+        assert!((want - exact).abs() < tol, "{flag}: {want} vs f32 {exact}");
+        let s = Server::start(&dir, &["--precision", flag]);
+        let r = post(s.addr, "/v1/score", &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let p = r.json()["probability"].as_f64().unwrap();
+        assert!((p - want).abs() < 1e-9, "{flag}: served {p}, library {want}");
+    }
+}

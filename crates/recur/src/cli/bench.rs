@@ -31,6 +31,16 @@ pub enum PrecisionArg {
     Int8,
 }
 
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::F16 => Precision::F16,
+            PrecisionArg::Int8 => Precision::Int8,
+        }
+    }
+}
+
 /// Measures the latency of one forward pass per request on random inputs (N(0,1) features,
 /// random ids for models with a vocabulary): per sequence length, a warm-up, then calls timed
 /// one by one for --seconds (and at least 20 calls). Prints median, p95 and p99 latency
@@ -119,11 +129,7 @@ impl TryFrom<&Args> for BenchOptions {
             lengths,
             batch: a.batch,
             threads: a.threads,
-            precision: match a.precision {
-                PrecisionArg::F32 => Precision::F32,
-                PrecisionArg::F16 => Precision::F16,
-                PrecisionArg::Int8 => Precision::Int8,
-            },
+            precision: a.precision.into(),
             kernels,
             seconds: a.seconds,
             ..BenchOptions::default()

@@ -68,8 +68,15 @@ impl LoadedModel {
     /// Loads `dir` (verifying every file's SHA-256, the tensors' shapes and finiteness), checks
     /// that the preprocessing fits the network, and runs a warm-up prediction.
     pub fn load(dir: &Path) -> Result<Self, LoadError> {
+        Self::load_with(dir, recur_nn::Precision::F32)
+    }
+
+    /// [`LoadedModel::load`] with the recurrent weights stored in `precision` for inference
+    /// (see `recur_nn::Rnn::set_precision`); the warm-up runs on the quantized model.
+    pub fn load_with(dir: &Path, precision: recur_nn::Precision) -> Result<Self, LoadError> {
         let before = manifest_hash(dir)?;
-        let (model, pre, threshold) = escalation::load(dir)?;
+        let (mut model, pre, threshold) = escalation::load(dir)?;
+        model.set_precision(precision);
         if manifest_hash(dir)? != before {
             return Err(LoadError::Changed(dir.display().to_string()));
         }

@@ -39,6 +39,9 @@ pub struct ServeConfig {
     pub micro_batch: usize,
     /// Artificial delay per scoring job (tests of overload, timeouts and draining only).
     pub debug_delay: Duration,
+    /// Storage of the recurrent weights in inference (f32, f16 or int8), for the served model
+    /// and every reloaded one.
+    pub precision: recur_nn::Precision,
 }
 
 impl Default for ServeConfig {
@@ -55,6 +58,7 @@ impl Default for ServeConfig {
             admin_token: None,
             micro_batch: 8,
             debug_delay: Duration::ZERO,
+            precision: recur_nn::Precision::F32,
         }
     }
 }
@@ -128,7 +132,8 @@ impl AppState {
     pub async fn reload(self: &Arc<Self>) -> Result<String, LoadError> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let dir = self.model_dir.clone();
-        let loaded = tokio::task::spawn_blocking(move || LoadedModel::load(&dir))
+        let precision = self.cfg.precision;
+        let loaded = tokio::task::spawn_blocking(move || LoadedModel::load_with(&dir, precision))
             .await
             .unwrap_or_else(|e| Err(LoadError::WarmUp(format!("loader panicked: {e}"))));
         let result = loaded.and_then(|m| {
