@@ -23,6 +23,7 @@
 //! [`CharLm::to_json`] / [`CharLm::from_json`].
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Instant;
 
 use rand::Rng;
@@ -30,7 +31,9 @@ use rand_chacha::ChaCha8Rng;
 use recur_kernels::{kernels, Accum, KernelChoice, Kernels, PackedGemv};
 use recur_nn::{BackwardOptions, CellKind, ParamBuffer, Rnn, RnnConfig, SeqBatch, State};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use crate::checkpoint::{self, Checkpoint};
 use crate::clip::clip_grad_norm;
 use crate::error::{Result, TrainError};
 use crate::layers::{Embedding, Linear};
@@ -41,6 +44,9 @@ use crate::schedule::{Decay, ScheduleConfig};
 
 /// The id of the unknown-character bucket. Known characters have ids `1..vocab.len()`.
 pub const UNK: usize = 0;
+
+/// `kind` of the checkpoints written by [`CharLm::save`].
+pub const CHECKPOINT_KIND: &str = "charlm";
 
 /// The character shown for [`UNK`] by [`CharVocab::decode`].
 pub const UNK_CHAR: char = '\u{FFFD}';
@@ -272,6 +278,100 @@ pub struct Eval {
     pub chars: usize,
 }
 
+impl Eval {
+    /// The mean of per-character losses (nats), e.g. a range of [`DynamicEval::losses`].
+    pub fn from_losses(losses: &[f64]) -> Eval {
+        let nats = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
+        Eval {
+            nats,
+            bpc: nats / std::f64::consts::LN_2,
+            chars: losses.len(),
+        }
+    }
+}
+
+/// Settings of [`CharLm::evaluate_dynamic`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DynamicEvalConfig {
+    /// Characters per segment (one update per segment).
+    pub segment: usize,
+    /// SGD learning rate on each segment's mean cross-entropy (0 = no adaptation).
+    pub lr: f64,
+    /// Per-update decay toward the trained weights, in `[0, 1)`.
+    pub decay: f64,
+    /// Clip each segment's global gradient norm to this (0 = no clipping).
+    pub clip: f32,
+    /// The update rule.
+    pub rule: DynamicRule,
+}
+
+/// How [`CharLm::evaluate_dynamic`] updates the weights after scoring a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DynamicRule {
+    /// `θ ← θ − lr·g + decay·(θ₀ − θ)`.
+    Sgd,
+    /// Krause et al.'s RMS rule with a global prior: the step is divided per weight by the
+    /// root mean square of that weight's gradient on training text ([`GradientMs`], floored at
+    /// 0.1 × its mean over all weights), and the decay toward `θ₀` is scaled per weight by that
+    /// RMS over its mean (capped at 1): `θ ← θ − lr·g/rms + min(1, decay·rms/mean_rms)·(θ₀ − θ)`.
+    Rms,
+}
+
+/// Mean squared gradient of every weight over segments of some (training) text, for
+/// [`DynamicRule::Rms`]; from [`CharLm::gradient_ms`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct GradientMs {
+    /// Per buffer ([`Module::buffers`] order), per weight.
+    pub ms: Vec<Vec<f32>>,
+    /// Segments averaged.
+    pub segments: usize,
+}
+
+impl Default for DynamicEvalConfig {
+    fn default() -> Self {
+        DynamicEvalConfig {
+            segment: 100,
+            lr: 0.0,
+            decay: 0.0,
+            clip: 1.0,
+            rule: DynamicRule::Sgd,
+        }
+    }
+}
+
+impl DynamicEvalConfig {
+    /// Checks every field; errors name the field as `dynamic_eval.<field>`.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, reason: &str| Err(TrainError::config(format!("dynamic_eval.{field}"), reason));
+        if self.segment == 0 {
+            return bad("segment", "must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr >= 0.0) {
+            return bad("lr", "must be a finite number ≥ 0");
+        }
+        if !(0.0..1.0).contains(&self.decay) {
+            return bad("decay", "must be in [0, 1)");
+        }
+        if !(self.clip.is_finite() && self.clip >= 0.0) {
+            return bad("clip", "must be a finite number ≥ 0");
+        }
+        Ok(())
+    }
+}
+
+/// The result of [`CharLm::evaluate_dynamic`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct DynamicEval {
+    /// Over every predicted character.
+    pub eval: Eval,
+    /// `losses[j]`: nats of predicting `ids[j + 1]`.
+    pub losses: Vec<f64>,
+    /// Wall time.
+    pub seconds: f64,
+}
+
 /// Where generation starts: an initial state (the "seed vector"; zeros when `None`), then
 /// optional priming text read from it.
 #[derive(Clone, Copy, Debug, Default)]
@@ -373,6 +473,54 @@ impl CharLm {
         let meta: Meta =
             serde_json::from_str(json).map_err(|e| TrainError::Invalid(format!("charlm config JSON: {e}")))?;
         Self::zeros(meta.config, meta.vocab)
+    }
+
+    /// An inference checkpoint ([`crate::checkpoint`]) of kind [`CHECKPOINT_KIND`]: `model` is
+    /// the config, `preprocessing` is `{"vocab": {"chars": "…"}}` (callers may add fields, e.g.
+    /// how the text was normalized), the weights are [`Module::named_tensors`], no optimizer.
+    pub fn to_checkpoint(&self, training: Value, metrics: Value) -> Result<Checkpoint> {
+        let js = |e: serde_json::Error| TrainError::Invalid(format!("charlm checkpoint JSON: {e}"));
+        Ok(Checkpoint {
+            kind: CHECKPOINT_KIND.into(),
+            model: serde_json::to_value(&self.cfg).map_err(js)?,
+            training,
+            metrics,
+            preprocessing: serde_json::json!({ "vocab": serde_json::to_value(&self.vocab).map_err(js)? }),
+            state: Value::Null,
+            tensors: self.named_tensors(),
+            optimizer: None,
+        })
+    }
+
+    /// The model of a [`CharLm::to_checkpoint`] checkpoint (kind, config, vocabulary and every
+    /// tensor's name and shape are checked).
+    pub fn from_checkpoint(ckpt: &Checkpoint) -> Result<Self> {
+        if ckpt.kind != CHECKPOINT_KIND {
+            return Err(TrainError::Invalid(format!(
+                "checkpoint kind is {:?}, expected {CHECKPOINT_KIND:?}",
+                ckpt.kind
+            )));
+        }
+        let js = |what: &str, e: serde_json::Error| TrainError::Invalid(format!("charlm checkpoint {what}: {e}"));
+        let cfg: CharLmConfig = serde_json::from_value(ckpt.model.clone()).map_err(|e| js("model", e))?;
+        let vocab = ckpt
+            .preprocessing
+            .get("vocab")
+            .ok_or_else(|| TrainError::Invalid("charlm checkpoint has no preprocessing.vocab".into()))?;
+        let vocab: CharVocab = serde_json::from_value(vocab.clone()).map_err(|e| js("preprocessing.vocab", e))?;
+        let mut m = Self::zeros(cfg, vocab)?;
+        m.load_named(&ckpt.tensors)?;
+        Ok(m)
+    }
+
+    /// [`CharLm::to_checkpoint`] written to `dir` with [`checkpoint::save`].
+    pub fn save(&self, dir: &Path, training: Value, metrics: Value) -> Result<()> {
+        checkpoint::save(dir, &self.to_checkpoint(training, metrics)?)
+    }
+
+    /// [`CharLm::from_checkpoint`] of [`checkpoint::load`]`(dir)`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        Self::from_checkpoint(&checkpoint::load(dir)?)
     }
 
     /// The config.
@@ -521,6 +669,16 @@ impl CharLm {
         state: &LmState,
         dropout: Option<&mut ChaCha8Rng>,
     ) -> Result<StepOut> {
+        Ok(self.forward_backward_logits(c, state, dropout)?.0)
+    }
+
+    /// [`CharLm::forward_backward`] that also returns the logits `[batch·time, V]`.
+    fn forward_backward_logits(
+        &self,
+        c: &Chunk<'_>,
+        state: &LmState,
+        dropout: Option<&mut ChaCha8Rng>,
+    ) -> Result<(StepOut, Vec<f32>)> {
         self.check_chunk(c, state)?;
         let (e, v, hd) = (self.cfg.embed_dim, self.vocab.len(), self.cfg.hidden_size);
         let n = c.batch * c.time;
@@ -556,7 +714,7 @@ impl CharLm {
         let g = self.rnn.backward(&tape, &dy, None, None, BackwardOptions::default())?;
         grads[1] = g.params;
         self.embed.backward(c.inputs, &g.input, &mut grads[0]);
-        Ok(StepOut {
+        let step = StepOut {
             loss: ce.loss as f64,
             grads,
             state: LmState {
@@ -564,7 +722,8 @@ impl CharLm {
                 h: out.h_n,
                 c: out.c_n,
             },
-        })
+        };
+        Ok((step, logits))
     }
 
     /// Bits per character on `text`: every character but the first is predicted from all the
@@ -646,6 +805,176 @@ impl CharLm {
             nats,
             bpc: nats / std::f64::consts::LN_2,
             chars: m,
+        })
+    }
+
+    /// Mean squared gradient of every weight over the segments of `ids` (one stream, the state
+    /// carried, `segment` characters per segment, gradients of each segment's mean
+    /// cross-entropy, no dropout): the global prior of [`DynamicRule::Rms`]. Use training text.
+    pub fn gradient_ms(&self, ids: &[usize], segment: usize) -> Result<GradientMs> {
+        if ids.len() < 2 || segment == 0 {
+            return Err(TrainError::Invalid(format!(
+                "gradient_ms needs at least 2 characters and a segment of at least 1, got {} and {segment}",
+                ids.len()
+            )));
+        }
+        self.check_ids("ids", ids)?;
+        let mut ms: Vec<Vec<f32>> = self
+            .buffers()
+            .iter()
+            .map(|(_, b)| vec![0.0; b.as_slice().len()])
+            .collect();
+        let mut state = self.zero_state(1);
+        let (m, mut pos, mut segments) = (ids.len() - 1, 0, 0usize);
+        while pos < m {
+            let time = segment.min(m - pos);
+            let chunk = Chunk {
+                inputs: &ids[pos..pos + time],
+                targets: &ids[pos + 1..pos + 1 + time],
+                batch: 1,
+                time,
+            };
+            let out = self.forward_backward(&chunk, &state, None)?;
+            for (acc, g) in ms.iter_mut().zip(&out.grads) {
+                acc.iter_mut().zip(g.as_slice()).for_each(|(a, g)| *a += g * g);
+            }
+            segments += 1;
+            state = out.state;
+            pos += time;
+        }
+        let k = 1.0 / segments as f32;
+        ms.iter_mut().flatten().for_each(|v| *v *= k);
+        Ok(GradientMs { ms, segments })
+    }
+
+    /// Dynamic evaluation (Krause et al. 2018, "Dynamic Evaluation of Neural Sequence Models"):
+    /// a copy of the model reads `ids` as one stream, in segments of `cfg.segment` characters,
+    /// the state carried throughout. Each segment is scored first, then the copy takes one
+    /// step on that segment's mean cross-entropy (gradient clipped to `cfg.clip`) by
+    /// `cfg.rule` ([`DynamicRule`]; SGD: `θ ← θ − lr·g + decay·(θ₀ − θ)`, with `θ₀` the
+    /// trained weights). Every character is thus
+    /// predicted from the characters before it and weights adapted only on earlier segments;
+    /// the score is not comparable with static evaluation ([`CharLm::evaluate`]), which never
+    /// changes the weights. With `lr` 0 it equals `evaluate_ids(ids, 1, cfg.segment)`. `self`
+    /// is not changed.
+    ///
+    /// [`DynamicRule::Rms`] needs `prior` (from [`CharLm::gradient_ms`] on training text).
+    pub fn evaluate_dynamic(
+        &self,
+        ids: &[usize],
+        cfg: &DynamicEvalConfig,
+        prior: Option<&GradientMs>,
+    ) -> Result<DynamicEval> {
+        cfg.validate()?;
+        // Per-weight step scale and decay rate of the RMS rule.
+        let rms = match (cfg.rule, prior) {
+            (DynamicRule::Sgd, _) => None,
+            (DynamicRule::Rms, None) => {
+                return Err(TrainError::config(
+                    "dynamic_eval.rule",
+                    "rms needs the mean squared gradients of training text (gradient_ms)",
+                ))
+            }
+            (DynamicRule::Rms, Some(p)) => {
+                let sizes: Vec<usize> = self.buffers().iter().map(|(_, b)| b.as_slice().len()).collect();
+                if p.ms.iter().map(Vec::len).collect::<Vec<_>>() != sizes {
+                    return Err(TrainError::Invalid(
+                        "gradient_ms does not match this model's weights".into(),
+                    ));
+                }
+                let n: usize = sizes.iter().sum();
+                let mean = p.ms.iter().flatten().map(|&v| (v as f64).sqrt()).sum::<f64>() / n.max(1) as f64;
+                let floor = (0.1 * mean).max(1e-12) as f32;
+                let mean = mean.max(1e-12) as f32;
+                let scale: Vec<Vec<f32>> =
+                    p.ms.iter()
+                        .map(|b| b.iter().map(|&v| 1.0 / v.sqrt().max(floor)).collect())
+                        .collect();
+                let decay: Vec<Vec<f32>> =
+                    p.ms.iter()
+                        .map(|b| {
+                            b.iter()
+                                .map(|&v| (cfg.decay as f32 * v.sqrt() / mean).min(1.0))
+                                .collect()
+                        })
+                        .collect();
+                Some((scale, decay))
+            }
+        };
+        if ids.len() < 2 {
+            return Err(TrainError::Invalid(format!(
+                "evaluation needs at least 2 characters, got {}",
+                ids.len()
+            )));
+        }
+        self.check_ids("ids", ids)?;
+        let started = Instant::now();
+        let m = ids.len() - 1;
+        let v = self.vocab.len();
+        let mut model = self.clone();
+        let theta0: Vec<Vec<f32>> = if cfg.decay > 0.0 {
+            self.buffers().iter().map(|(_, b)| b.as_slice().to_vec()).collect()
+        } else {
+            Vec::new()
+        };
+        let (lr, decay) = (cfg.lr as f32, cfg.decay as f32);
+        let mut state = self.zero_state(1);
+        let mut losses = Vec::with_capacity(m);
+        let mut pos = 0;
+        while pos < m {
+            let time = cfg.segment.min(m - pos);
+            let chunk = Chunk {
+                inputs: &ids[pos..pos + time],
+                targets: &ids[pos + 1..pos + 1 + time],
+                batch: 1,
+                time,
+            };
+            let (mut out, logits) = model.forward_backward_logits(&chunk, &state, None)?;
+            // Scored before the update on this segment.
+            losses.extend(logits.chunks_exact(v).zip(chunk.targets).map(|(row, &t)| nll(row, t)));
+            if lr > 0.0 {
+                let norm = {
+                    let mut gs: Vec<&mut [f32]> = out.grads.iter_mut().map(|g| g.as_mut_slice()).collect();
+                    if cfg.clip > 0.0 {
+                        clip_grad_norm(&mut gs, cfg.clip)
+                    } else {
+                        crate::clip::global_norm(gs.iter().map(|g| &**g))
+                    }
+                };
+                if norm.is_finite() {
+                    for (i, p) in model.buffers_mut().into_iter().enumerate() {
+                        let g = out.grads[i].as_slice();
+                        let p = p.as_mut_slice();
+                        match &rms {
+                            None => {
+                                p.iter_mut().zip(g).for_each(|(p, g)| *p -= lr * g);
+                                if decay > 0.0 {
+                                    p.iter_mut().zip(&theta0[i]).for_each(|(p, p0)| *p += decay * (p0 - *p));
+                                }
+                            }
+                            Some((scale, rate)) => {
+                                p.iter_mut()
+                                    .zip(g)
+                                    .zip(&scale[i])
+                                    .for_each(|((p, g), s)| *p -= lr * g * s);
+                                if decay > 0.0 {
+                                    p.iter_mut()
+                                        .zip(&theta0[i])
+                                        .zip(&rate[i])
+                                        .for_each(|((p, p0), r)| *p += r * (p0 - *p));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            state = out.state;
+            pos += time;
+        }
+        Ok(DynamicEval {
+            eval: Eval::from_losses(&losses),
+            losses,
+            seconds: started.elapsed().as_secs_f64(),
         })
     }
 
@@ -1002,15 +1331,49 @@ impl CharLmTrainer {
         self.step
     }
 
+    /// The run's length in updates: the schedule decays over it and training stops there.
+    /// `epochs` × updates per epoch unless set with [`CharLmTrainer::set_total_steps`].
+    pub fn total_steps(&self) -> u64 {
+        self.total_steps
+    }
+
+    /// Sets the run's length in updates (at least 1): the schedule spans it and
+    /// [`CharLmTrainer::train_epoch`] stops once it is reached, possibly inside an epoch.
+    pub fn set_total_steps(&mut self, total: u64) {
+        self.total_steps = total.max(1);
+    }
+
+    /// Whether the run's length has been reached.
+    pub fn finished(&self) -> bool {
+        self.step >= self.total_steps
+    }
+
     /// One pass over `ids` (the encoded training text): `batch` contiguous streams, chunks of
     /// `bptt` steps, the state carried (detached) between chunks and zero at the start of the
-    /// epoch. Dropout masks are drawn from `rng`. `on_step` sees every update.
+    /// epoch. Dropout masks are drawn from `rng`. `on_step` sees every update. The pass ends
+    /// early when [`CharLmTrainer::total_steps`] is reached.
     pub fn train_epoch(
         &mut self,
         model: &mut CharLm,
         ids: &[usize],
         rng: &mut ChaCha8Rng,
         mut on_step: impl FnMut(&StepInfo),
+    ) -> Result<EpochStats> {
+        self.train_epoch_with(model, ids, rng, |s| {
+            on_step(s);
+            None
+        })
+    }
+
+    /// [`CharLmTrainer::train_epoch`] whose callback may return a new
+    /// [`CharLmTrainer::total_steps`] (e.g. fitted to a time budget once the speed is known),
+    /// applied from the next update on.
+    pub fn train_epoch_with(
+        &mut self,
+        model: &mut CharLm,
+        ids: &[usize],
+        rng: &mut ChaCha8Rng,
+        mut on_step: impl FnMut(&StepInfo) -> Option<u64>,
     ) -> Result<EpochStats> {
         let started = Instant::now();
         let (b, bptt) = (self.cfg.batch, self.cfg.bptt);
@@ -1027,6 +1390,9 @@ impl CharLmTrainer {
         let (mut inputs, mut targets) = (Vec::new(), Vec::new());
         let (mut loss_sum, mut chars, mut steps, mut bad) = (0.0f64, 0usize, 0usize, 0usize);
         for (k, pos) in (0..len).step_by(bptt).enumerate() {
+            if self.finished() {
+                break;
+            }
             let time = bptt.min(len - pos);
             inputs.clear();
             targets.clear();
@@ -1068,7 +1434,7 @@ impl CharLmTrainer {
                 let mut params: Vec<&mut [f32]> = model.buffers_mut().into_iter().map(|p| p.as_mut_slice()).collect();
                 self.optim.step(lr, &mut params, &grads);
             }
-            on_step(&StepInfo {
+            let total = on_step(&StepInfo {
                 step: self.step,
                 epoch_step: k,
                 steps_per_epoch: per_epoch,
@@ -1076,6 +1442,9 @@ impl CharLmTrainer {
                 grad_norm: norm,
                 lr,
             });
+            if let Some(t) = total {
+                self.set_total_steps(t);
+            }
             self.step += 1;
             loss_sum += out.loss * (b * time) as f64;
             chars += b * time;
