@@ -327,32 +327,40 @@ pub(crate) fn visible_extent(log: &EventLog, samples: &[Sample]) -> Result<BTree
     Ok(extent)
 }
 
-/// Unscaled channels of step `i` (time channels, then numeric columns) into `out`.
-#[track_caller]
-pub(super) fn raw_step(events: &[Event], i: usize, out: &mut [f64]) {
-    let e = &events[i];
+/// The unscaled [`TIME_CHANNELS`] of an event at `timestamp_ms` in a ticket opened at
+/// `open_ms`, after the event at `prev_ms` (`None` for the first), with `index` events before
+/// it. Batch featurizing and streaming (one event at a time) both use it.
+pub fn time_channels(timestamp_ms: i64, open_ms: i64, prev_ms: Option<i64>, index: usize) -> [f64; 9] {
     let hours = |ms: i64| ms as f64 / HOUR_MS as f64;
-    let since_open = hours(e.timestamp_ms - events[0].timestamp_ms);
-    let since_prev = if i == 0 {
-        0.0
-    } else {
-        hours(e.timestamp_ms - events[i - 1].timestamp_ms)
-    };
+    let since_open = hours(timestamp_ms - open_ms);
+    let since_prev = prev_ms.map_or(0.0, |p| hours(timestamp_ms - p));
     let tau = std::f64::consts::TAU;
-    let day_phase = tau * e.timestamp_ms.rem_euclid(DAY_MS) as f64 / DAY_MS as f64;
+    let day_phase = tau * timestamp_ms.rem_euclid(DAY_MS) as f64 / DAY_MS as f64;
     // 1970-01-01 was a Thursday: shifting by 3 days puts Monday 00:00 at phase 0.
-    let week_phase = tau * (e.timestamp_ms + 3 * DAY_MS).rem_euclid(7 * DAY_MS) as f64 / (7 * DAY_MS) as f64;
-    let time = [
+    let week_phase = tau * (timestamp_ms + 3 * DAY_MS).rem_euclid(7 * DAY_MS) as f64 / (7 * DAY_MS) as f64;
+    [
         since_open,
         since_prev,
         since_open.max(0.0).ln_1p(),
         since_prev.max(0.0).ln_1p(),
-        (i as f64).ln_1p(),
+        (index as f64).ln_1p(),
         day_phase.sin(),
         day_phase.cos(),
         week_phase.sin(),
         week_phase.cos(),
-    ];
+    ]
+}
+
+/// Unscaled channels of step `i` (time channels, then numeric columns) into `out`.
+#[track_caller]
+pub(super) fn raw_step(events: &[Event], i: usize, out: &mut [f64]) {
+    let e = &events[i];
+    let time = time_channels(
+        e.timestamp_ms,
+        events[0].timestamp_ms,
+        i.checked_sub(1).map(|j| events[j].timestamp_ms),
+        i,
+    );
     let (t, numeric) = out.split_at_mut(TIME_CHANNELS.len());
     t.copy_from_slice(&time);
     assert_eq!(

@@ -3,8 +3,8 @@
 //! ticket's opening time, the previous event's time and the number of events before it, so
 //! a stream never revisits old events. Tested equal to the batch featurizer.
 
-use recur_data::features::{ChannelScale, Preprocessor, TIME_CHANNELS};
-use recur_data::schema::{Event, DAY_MS, HOUR_MS};
+use recur_data::features::{time_channels, ChannelScale, Preprocessor, TIME_CHANNELS};
+use recur_data::schema::Event;
 
 /// What the time channels of the next event depend on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,23 +56,7 @@ impl StepFeaturizer {
     pub fn step(&self, ctx: StepContext, e: &Event, out: &mut [f32]) {
         assert_eq!(out.len(), self.n_scalars, "scalar output length");
         assert_eq!(e.numeric.len(), self.indicator.len(), "numeric columns");
-        let hours = |ms: i64| ms as f64 / HOUR_MS as f64;
-        let since_open = hours(e.timestamp_ms - ctx.open_ms);
-        let since_prev = ctx.prev_ms.map_or(0.0, |p| hours(e.timestamp_ms - p));
-        let tau = std::f64::consts::TAU;
-        let day_phase = tau * e.timestamp_ms.rem_euclid(DAY_MS) as f64 / DAY_MS as f64;
-        let week_phase = tau * (e.timestamp_ms + 3 * DAY_MS).rem_euclid(7 * DAY_MS) as f64 / (7 * DAY_MS) as f64;
-        let time = [
-            since_open,
-            since_prev,
-            since_open.max(0.0).ln_1p(),
-            since_prev.max(0.0).ln_1p(),
-            (ctx.index as f64).ln_1p(),
-            day_phase.sin(),
-            day_phase.cos(),
-            week_phase.sin(),
-            week_phase.cos(),
-        ];
+        let time = time_channels(e.timestamp_ms, ctx.open_ms, ctx.prev_ms, ctx.index as usize);
         let raw = time.iter().chain(&e.numeric);
         for ((o, &x), c) in out.iter_mut().zip(raw).zip(&self.channels) {
             *o = if x.is_finite() {
