@@ -17,10 +17,12 @@ use std::arch::x86_64::*;
 use crate::gates::*;
 
 mod gemv;
+mod int8;
 pub mod math;
 mod quant;
 
 pub use gemv::{gemm_panel8, gemv_panel8};
+pub use int8::{gemm_int8, int8_path, Int8Path};
 pub use quant::{gemm_quant, has_f16c, quant_supported};
 
 /// Whether this CPU supports AVX2 and FMA (checked at run time, cached by `std`).

@@ -331,7 +331,16 @@ impl<T: Float> Rnn<T> {
     /// Inference forward pass (no dropout, nothing recorded).
     pub fn forward(&self, x: &SeqBatch<'_, T>, state: &State<'_, T>) -> Result<RnnOutput<T>> {
         let packing = self.check(x, state)?;
-        Ok(engine::forward(self, x, &packing, state, None, false).0)
+        Ok(engine::forward(self, x, &packing, state, None, false, true).0)
+    }
+
+    /// Inference forward pass that returns only the final states: `output` of the result is
+    /// empty, `h_n` and `c_n` equal [`Rnn::forward`]'s bit for bit. For many-to-one models
+    /// (a head on the final states) this skips writing the last layer's per-step outputs in
+    /// the padded layout, which for a batch of variable-length sequences is mostly padding.
+    pub fn forward_final(&self, x: &SeqBatch<'_, T>, state: &State<'_, T>) -> Result<RnnOutput<T>> {
+        let packing = self.check(x, state)?;
+        Ok(engine::forward(self, x, &packing, state, None, false, false).0)
     }
 
     /// Training forward pass: applies `masks` (see [`Rnn::sample_masks`]; `None` = no dropout)
@@ -346,7 +355,7 @@ impl<T: Float> Rnn<T> {
         if let Some(m) = masks {
             m.check(&self.cfg, x.batch, x.time)?;
         }
-        let (out, tape) = engine::forward(self, x, &packing, state, masks, true);
+        let (out, tape) = engine::forward(self, x, &packing, state, masks, true, true);
         Ok((
             out,
             Tape {

@@ -153,6 +153,12 @@ pub fn gemm_panel8(rows: usize, cols: usize, data: &[f32], n: usize, x: &[f32], 
         "gemm_panel8: packed data not 32-byte aligned"
     );
     require_avx2_fma();
+    if n == 1 {
+        // One row is the batch-1 recurrent step: the GEMV's 8 independent FMA chains per
+        // group beat the 2-panel register blocks below (measured 1.85 vs 2.9 µs at 384×128).
+        // SAFETY: as in `gemv_panel8`; the checks above cover one row of `x` and `y`.
+        return unsafe { gemv_avx2(rows, cols, data, x, y, accum) };
+    }
     let mut r = 0;
     while r < n {
         let m = (n - r).min(ROWS);

@@ -1,10 +1,12 @@
-//! AVX2 kernels for [`QuantGemv`]: `Y[n, rows] (=|+=) X[n, cols] · Ŵᵀ` with the weights
-//! widened to `f32` in registers (`vcvtph2ps` for half floats, F16C; `vpmovsxbd` +
-//! `vcvtdq2ps` for int8) and the int8 row scales applied once per output.
+//! SIMD kernels for [`QuantGemv`]: `Y[n, rows] (=|+=) X[n, cols] · Ŵᵀ`.
 //!
-//! The loop structure is that of the `f32` panel kernels: one row of `X` runs 8 panels
-//! (64 rows of `W`) at a time, 8 independent FMA chains; several rows run 4 rows × 2 panels,
-//! so each widened weight vector feeds 4 FMAs.
+//! Half floats (here): the weights are widened to `f32` in registers (`vcvtph2ps`, F16C) and
+//! multiplied in `f32`. The loop structure is that of the `f32` panel kernels: one row of `X`
+//! runs 8 panels (64 rows of `W`) at a time, 8 independent FMA chains; several rows run
+//! 4 rows × 2 panels, so each widened weight vector feeds 4 FMAs.
+//!
+//! Int8 goes to [`super::int8`]: integer dot products on quantized activations (VNNI or
+//! AVX2), on the path [`super::int8_path`] picks for this CPU.
 
 use std::arch::x86_64::*;
 
@@ -34,24 +36,14 @@ pub fn gemm_quant(p: &QuantGemv, n: usize, x: &[f32], y: &mut [f32], accum: Accu
         quant_supported(p.precision()),
         "recur_kernels::x86::gemm_quant: this CPU lacks AVX2+FMA (or F16C)"
     );
-    // SAFETY: the features were checked above; `check` verified the slice lengths and the
-    // packed buffers hold `⌈rows/8⌉ · 8 · cols` elements by construction.
-    unsafe {
-        match p.precision() {
-            Precision::F16 => run(&Half(p.half()), p, n, x, y, accum),
-            _ => run(
-                &Int8 {
-                    q: p.int8(),
-                    scales: p.scales(),
-                },
-                p,
-                n,
-                x,
-                y,
-                accum,
-            ),
-        }
+    if p.precision() == Precision::Int8 {
+        // `quant_supported` implies AVX2+FMA, so some int8 path exists.
+        let path = super::int8_path().unwrap_or(super::Int8Path::Avx2);
+        return super::gemm_int8(path, p, n, x, y, accum);
     }
+    // SAFETY: the features were checked above; `check` verified the slice lengths and the
+    // packed buffer holds `⌈rows/8⌉ · 8 · cols` elements by construction.
+    unsafe { run(&Half(p.half()), p, n, x, y, accum) }
 }
 
 /// Widens the 8 weights of panel lane vector number `v` (element offset `8v`).
@@ -60,16 +52,9 @@ trait Lanes {
     /// `v` must be a lane vector inside the packed buffer, and the CPU must support the
     /// kernel's features.
     unsafe fn load(&self, v: usize) -> __m256;
-    /// Applies the row scales of panel `panel` to its dot products.
-    unsafe fn finish(&self, panel: usize, acc: __m256) -> __m256;
 }
 
 struct Half<'a>(&'a [u16]);
-
-struct Int8<'a> {
-    q: &'a [i8],
-    scales: &'a [f32],
-}
 
 impl Lanes for Half<'_> {
     #[inline(always)]
@@ -77,28 +62,6 @@ impl Lanes for Half<'_> {
         debug_assert!(8 * v + 8 <= self.0.len());
         // SAFETY: caller's contract (8 readable u16 at `8v`; F16C present).
         unsafe { _mm256_cvtph_ps(_mm_loadu_si128(self.0.as_ptr().add(8 * v) as *const __m128i)) }
-    }
-    #[inline(always)]
-    unsafe fn finish(&self, _panel: usize, acc: __m256) -> __m256 {
-        acc
-    }
-}
-
-impl Lanes for Int8<'_> {
-    #[inline(always)]
-    unsafe fn load(&self, v: usize) -> __m256 {
-        debug_assert!(8 * v + 8 <= self.q.len());
-        // SAFETY: caller's contract (8 readable i8 at `8v`; AVX2 present).
-        unsafe {
-            let b = _mm_loadl_epi64(self.q.as_ptr().add(8 * v) as *const __m128i);
-            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b))
-        }
-    }
-    #[inline(always)]
-    unsafe fn finish(&self, panel: usize, acc: __m256) -> __m256 {
-        debug_assert!(8 * panel + 8 <= self.scales.len());
-        // SAFETY: the scales are padded to whole panels.
-        unsafe { _mm256_mul_ps(acc, _mm256_loadu_ps(self.scales.as_ptr().add(8 * panel))) }
     }
 }
 
@@ -185,8 +148,6 @@ unsafe fn block<L: Lanes, const R: usize, const Q: usize>(
         let yr = &mut y[r * rows..(r + 1) * rows];
         for (j, &v) in acc.iter().enumerate() {
             let panel = g + q0 + j;
-            // SAFETY: the scales cover every panel.
-            let v = unsafe { l.finish(panel, v) };
             let (i, w) = (panel * 8, (rows - panel * 8).min(8));
             let v = match accum {
                 Accum::Replace => v,

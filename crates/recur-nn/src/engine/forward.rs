@@ -9,7 +9,8 @@ use crate::packed::Packing;
 use crate::rnn::{PackedStep, Rnn, RnnOutput, SeqBatch, State};
 
 /// Runs the whole stack. With `train`, every intermediate needed by the backward pass is
-/// kept in a tape; otherwise per-step scratch is reused and only outputs are kept.
+/// kept in a tape; otherwise per-step scratch is reused and only outputs are kept. Without
+/// `keep_output` the last layer's per-step outputs are not assembled (`output` is empty).
 pub(crate) fn forward<T: Float>(
     m: &Rnn<T>,
     x: &SeqBatch<'_, T>,
@@ -17,6 +18,7 @@ pub(crate) fn forward<T: Float>(
     st: &State<'_, T>,
     masks: Option<&DropoutMasks<T>>,
     train: bool,
+    keep_output: bool,
 ) -> (RnnOutput<T>, Option<TapeInner<T>>) {
     let cfg = m.config();
     let (b, d_n) = (x.batch, cfg.directions());
@@ -34,7 +36,13 @@ pub(crate) fn forward<T: Float>(
     let mut layer_out = Vec::new();
     for l in 0..cfg.num_layers {
         let dims = Dims::new(cfg, l);
-        layer_out = vec![T::zero(); total * d_n * h_out];
+        let last = l + 1 == cfg.num_layers;
+        let assemble = !last || keep_output || train;
+        layer_out = if assemble {
+            vec![T::zero(); total * d_n * h_out]
+        } else {
+            Vec::new()
+        };
         let mut jobs: Vec<DirJob<'_, T>> = (0..d_n)
             .map(|d| DirJob::new(m, pk, st, masks, l, d, dims, train))
             .collect();
@@ -55,8 +63,10 @@ pub(crate) fn forward<T: Float>(
                 pk.unsort_rows(&cs, h, &mut c_n[ld * b * h..(ld + 1) * b * h]);
             }
             let w_out = d_n * h_out;
-            for (r, y) in tape.ys.chunks_exact(h_out).enumerate() {
-                layer_out[r * w_out + d * h_out..r * w_out + (d + 1) * h_out].copy_from_slice(y);
+            if assemble {
+                for (r, y) in tape.ys.chunks_exact(h_out).enumerate() {
+                    layer_out[r * w_out + d * h_out..r * w_out + (d + 1) * h_out].copy_from_slice(y);
+                }
             }
             if !train {
                 tape = DirTape::default();
@@ -87,7 +97,11 @@ pub(crate) fn forward<T: Float>(
             });
         }
     }
-    let output = pk.unpack(&layer_out, x.layout, d_n * h_out);
+    let output = if keep_output || train {
+        pk.unpack(&layer_out, x.layout, d_n * h_out)
+    } else {
+        Vec::new()
+    };
     let out = RnnOutput {
         output,
         h_n,

@@ -317,7 +317,11 @@ impl SequenceModel {
         self.check(x)?;
         let input = self.input(x);
         let sb = SeqBatch::batch_first(&input, x.batch, x.time, self.cfg.rnn.input_size).with_lengths(x.lengths);
-        let out = self.rnn.forward(&sb, &State::default())?;
+        let out = match self.cfg.head {
+            // Only the final states are read: skip the padded per-step outputs.
+            Head::Final => self.rnn.forward_final(&sb, &State::default())?,
+            _ => self.rnn.forward(&sb, &State::default())?,
+        };
         let (z, rows) = self.pool(x, &out.output, &out.h_n, &mut Vec::new());
         Ok(self.head.forward(&z, rows))
     }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::ValueEnum;
+use recur::bench::throughput::{throughput_dir, LengthDist, ThroughputOptions};
 use recur::bench::{bench_dir, BenchOptions};
 use recur::nn::Precision;
 use recur::KernelChoice;
@@ -56,9 +57,18 @@ pub struct Args {
     /// 18,112 (the guide's median and p95).
     #[arg(long, value_name = "T1,T2,...")]
     lengths: Option<String>,
-    /// Sequences per request.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    batch: usize,
+    /// Sequences per request (default 1; 256 with --throughput).
+    #[arg(long, value_name = "N")]
+    batch: Option<usize>,
+    /// Measure batched scoring throughput (events/s and sequences/s over batches of --batch
+    /// variable-length sequences drawn from --length-dist) instead of single-request latency.
+    #[arg(long, conflicts_with_all = ["lengths", "samples"])]
+    throughput: bool,
+    /// With --throughput: the log-normal length distribution, `MEDIAN,P95[,MAX]`. Default: for
+    /// a forecaster checkpoint, its training window's median, p95 and longest ticket;
+    /// otherwise the guide's 18,112,512.
+    #[arg(long, value_name = "MEDIAN,P95[,MAX]", requires = "throughput")]
+    length_dist: Option<String>,
     /// Threads per forward pass: 1, or 2 to run the two directions of each bidirectional layer
     /// on separate cores.
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -108,7 +118,8 @@ impl TryFrom<&Args> for BenchOptions {
             Some(l) => parse_lengths(l)?,
             None => recorded_lengths(&a.model).unwrap_or_else(|| vec![18, 112]),
         };
-        if a.batch == 0 {
+        let batch = a.batch.unwrap_or(1);
+        if batch == 0 {
             bail!("--batch: must be ≥ 1");
         }
         if !(1..=2).contains(&a.threads) {
@@ -127,7 +138,7 @@ impl TryFrom<&Args> for BenchOptions {
         };
         Ok(BenchOptions {
             lengths,
-            batch: a.batch,
+            batch,
             threads: a.threads,
             precision: a.precision.into(),
             kernels,
@@ -153,8 +164,78 @@ fn recorded_lengths(dir: &std::path::Path) -> Option<Vec<usize>> {
     Some(out)
 }
 
+/// Parses `--length-dist MEDIAN,P95[,MAX]`; errors name the item.
+fn parse_length_dist(s: &str) -> anyhow::Result<LengthDist> {
+    let items: Vec<&str> = s.split(',').map(str::trim).collect();
+    if !(2..=3).contains(&items.len()) {
+        bail!("--length-dist: `{s}` is not MEDIAN,P95 or MEDIAN,P95,MAX");
+    }
+    let num = |name: &str, v: &str| -> anyhow::Result<f64> {
+        match v.parse::<f64>() {
+            Ok(x) if x.is_finite() && x >= 1.0 => Ok(x),
+            _ => bail!("--length-dist: {name} `{v}` is not a number ≥ 1"),
+        }
+    };
+    let (median, p95) = (num("median", items[0])?, num("p95", items[1])?);
+    if p95 < median {
+        bail!("--length-dist: p95 {p95} is below the median {median}");
+    }
+    let max = match items.get(2) {
+        Some(v) => match v.parse::<usize>() {
+            Ok(m) if m >= 1 => m,
+            _ => bail!("--length-dist: max `{v}` is not a positive integer"),
+        },
+        None => LengthDist::GUIDE.max.max(p95.ceil() as usize),
+    };
+    Ok(LengthDist { median, p95, max })
+}
+
+/// The log-normal length distribution a forecaster checkpoint recorded from its training
+/// window (`preprocessing.lengths`: median, p95, max).
+fn recorded_dist(dir: &std::path::Path) -> Option<LengthDist> {
+    let text = std::fs::read(dir.join("manifest.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    let l = &v["preprocessing"]["lengths"];
+    let (median, p95) = (l["median"].as_f64()?.max(1.0), l["p95"].as_f64()?);
+    let max = (l["max"].as_u64()? as usize).clamp(1, 2000);
+    Some(LengthDist {
+        median,
+        p95: p95.max(median),
+        max,
+    })
+}
+
+fn run_throughput(a: &Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let lengths = match &a.length_dist {
+        Some(s) => parse_length_dist(s)?,
+        None => recorded_dist(&a.model).unwrap_or(LengthDist::GUIDE),
+    };
+    let opts = ThroughputOptions {
+        batch: a.batch.unwrap_or(256),
+        threads: a.threads,
+        precision: a.precision.into(),
+        kernels: match a.kernels {
+            Kernels::Best => KernelChoice::Best,
+            Kernels::Reference => KernelChoice::Reference,
+        },
+        lengths,
+        seconds: a.seconds,
+        ..ThroughputOptions::default()
+    };
+    let report = throughput_dir(&a.model, &opts)?;
+    if a.json {
+        writeln!(out, "{}", report.to_json())?;
+    } else {
+        write!(out, "{}", report.table())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs `recur bench`.
 pub fn run(a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    if a.throughput {
+        return run_throughput(&a, out);
+    }
     let opts = BenchOptions::try_from(&a)?;
     let report = bench_dir(&a.model, &opts)?;
     if a.json {
