@@ -70,9 +70,15 @@ fn st(s: &mut [f32], i: usize, w: usize, v: __m256) {
 /// Calls `f(j, w)` for the 8-lane chunks `j = 0, 8, …` of a row of width `h`, the last one
 /// with `w = h mod 8` lanes when `h` is not a multiple of 8.
 #[inline(always)]
-fn chunks(h: usize, mut f: impl FnMut(usize, usize)) {
+fn chunks(h: usize, f: impl FnMut(usize, usize)) {
+    chunks_from(0, h, f);
+}
+
+/// [`chunks`] starting at lane `start` (a multiple of 8).
+#[inline(always)]
+fn chunks_from(start: usize, h: usize, mut f: impl FnMut(usize, usize)) {
     let full = h / 8 * 8;
-    for j in (0..full).step_by(8) {
+    for j in (start..full).step_by(8) {
         f(j, 8);
     }
     if full < h {
@@ -171,45 +177,70 @@ pub fn gru_fwd(n: usize, h: usize, gi: &[f32], gh: &[f32], h_prev: &[f32], h_out
     }
 }
 
-/// Two passes over the row: first both sigmoids (independent chunks, so the long
-/// `exp`–divide chains overlap), then the candidate and the blend, which depend on `r`.
+/// Two passes over the row: first both sigmoids, then the candidate and the blend, which depend
+/// on `r`. Each pass evaluates several chunks at once with the interleaved `_n` functions of
+/// [`math`] (4 sigmoid chains, then 4 `tanh` chains), so the long `exp`–divide chains overlap
+/// instead of serializing on their latency; the chunks left over (and the tail) run one at a
+/// time. Every lane computes the same operations in the same order either way.
 #[target_feature(enable = "avx2,fma")]
 fn gru_fwd_row(h: usize, gi: &[f32], gh: &[f32], hp: &[f32], ho: &mut [f32], c: &mut [f32]) {
     let (gi, gh) = (split::<GRU_GATES>(gi, h), split::<GRU_GATES>(gh, h));
     let (hp, ho) = (&hp[..h], &mut ho[..h]);
     let [cr, cz, cn, cg] = split_mut::<GRU_CACHE>(c, h);
-    chunks(
+    let full = h / 8 * 8;
+    let pre = |gate: usize, j: usize, w: usize| _mm256_add_ps(ld(gh[gate], j, w), ld(gi[gate], j, w));
+    let mut j0 = 0;
+    while j0 + 16 <= full {
+        let [r0, z0, r1, z1] = math::sigmoid_n([
+            pre(GRU_R, j0, 8),
+            pre(GRU_Z, j0, 8),
+            pre(GRU_R, j0 + 8, 8),
+            pre(GRU_Z, j0 + 8, 8),
+        ]);
+        st(cr, j0, 8, r0);
+        st(cz, j0, 8, z0);
+        st(cr, j0 + 8, 8, r1);
+        st(cz, j0 + 8, 8, z1);
+        j0 += 16;
+    }
+    chunks_from(
+        j0,
         h,
         #[inline(always)]
         |j, w| {
-            st(
-                cr,
-                j,
-                w,
-                math::sigmoid(_mm256_add_ps(ld(gh[GRU_R], j, w), ld(gi[GRU_R], j, w))),
-            );
-            st(
-                cz,
-                j,
-                w,
-                math::sigmoid(_mm256_add_ps(ld(gh[GRU_Z], j, w), ld(gi[GRU_Z], j, w))),
-            );
+            let [r, z] = math::sigmoid_n([pre(GRU_R, j, w), pre(GRU_Z, j, w)]);
+            st(cr, j, w, r);
+            st(cz, j, w, z);
         },
     );
-    chunks(
+    let cand =
+        |j: usize, w: usize| _mm256_add_ps(ld(gi[GRU_N], j, w), _mm256_mul_ps(ld(gh[GRU_N], j, w), ld(cr, j, w)));
+    let mut blend = |j: usize, w: usize, nn: __m256| {
+        let z = ld(cz, j, w);
+        st(
+            ho,
+            j,
+            w,
+            _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(ld(hp, j, w), nn), z), nn),
+        );
+        st(cn, j, w, nn);
+        st(cg, j, w, ld(gh[GRU_N], j, w));
+    };
+    let mut j0 = 0;
+    while j0 + 32 <= full {
+        let nn = math::tanh_n(std::array::from_fn::<_, 4, _>(|u| cand(j0 + 8 * u, 8)));
+        for (u, nn) in nn.into_iter().enumerate() {
+            blend(j0 + 8 * u, 8, nn);
+        }
+        j0 += 32;
+    }
+    chunks_from(
+        j0,
         h,
         #[inline(always)]
         |j, w| {
-            let (r, z, ghn) = (ld(cr, j, w), ld(cz, j, w), ld(gh[GRU_N], j, w));
-            let nn = math::tanh(_mm256_add_ps(ld(gi[GRU_N], j, w), _mm256_mul_ps(ghn, r)));
-            st(
-                ho,
-                j,
-                w,
-                _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(ld(hp, j, w), nn), z), nn),
-            );
-            st(cn, j, w, nn);
-            st(cg, j, w, ghn);
+            let [nn] = math::tanh_n([cand(j, w)]);
+            blend(j, w, nn);
         },
     );
 }

@@ -1061,3 +1061,65 @@ mod quant_battery {
         }
     }
 }
+
+/// The interleaved `exp_n` / `sigmoid_n` / `tanh_n` (the gate epilogues evaluate several chunks
+/// at once through them) equal the single-chain `exp` / `sigmoid` / `tanh` bit for bit, lane by
+/// lane, over every 997th `f32` bit pattern of both signs and the special values.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn interleaved_math_equals_single_chain_math_bitwise() {
+    use recur_kernels::x86::math;
+    use std::arch::x86_64::*;
+    if !recur_kernels::x86::has_avx2_fma() {
+        return;
+    }
+    let mut x: Vec<f32> = (0..0x7f80_0000u32)
+        .step_by(997)
+        .flat_map(|b| [f32::from_bits(b), -f32::from_bits(b)])
+        .collect();
+    x.extend([
+        0.0,
+        -0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        f32::MAX,
+        f32::MIN,
+        1e-40,
+    ]);
+    while x.len() % 32 != 0 {
+        x.push(0.5);
+    }
+    let lanes = |v: __m256| {
+        let mut out = [0.0f32; 8];
+        // SAFETY: `out` holds 8 writable floats.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+        out.map(f32::to_bits)
+    };
+    type One = unsafe fn(__m256) -> __m256;
+    type Four = unsafe fn([__m256; 4]) -> [__m256; 4];
+    type Two = unsafe fn([__m256; 2]) -> [__m256; 2];
+    let fns: [(&str, One, Four, Two); 3] = [
+        ("exp", math::exp, math::exp_n::<4>, math::exp_n::<2>),
+        ("sigmoid", math::sigmoid, math::sigmoid_n::<4>, math::sigmoid_n::<2>),
+        ("tanh", math::tanh, math::tanh_n::<4>, math::tanh_n::<2>),
+    ];
+    for (name, one, four, two) in fns {
+        for c in x.chunks_exact(32) {
+            // SAFETY: AVX2 and FMA are present (checked above); every load reads 8 floats of
+            // the 32-float chunk.
+            unsafe {
+                let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(c[8 * i..].as_ptr()));
+                let got4 = four(v);
+                let got2 = two([v[0], v[1]]);
+                for i in 0..4 {
+                    let want = lanes(one(v[i]));
+                    assert_eq!(lanes(got4[i]), want, "{name}_n::<4> on {:?}", &c[8 * i..8 * i + 8]);
+                    if i < 2 {
+                        assert_eq!(lanes(got2[i]), want, "{name}_n::<2> on {:?}", &c[8 * i..8 * i + 8]);
+                    }
+                }
+            }
+        }
+    }
+}

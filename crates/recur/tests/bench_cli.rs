@@ -413,3 +413,71 @@ fn sequence_checkpoint_runs_on_two_threads_and_reduced_precision() {
     }
     assert_fails_with(&recur(&[&"bench", &"--model", &ck, &"--threads", &"3"]), &["threads"]);
 }
+
+/// `--throughput`: batched scoring of variable-length batches, on a model directory and on a
+/// `sequence` checkpoint, as JSON and as text; its flags are checked and named.
+#[test]
+fn throughput_json_text_and_flag_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path());
+    let ck = sequence_checkpoint(tmp.path());
+    let run = |model: &Path, extra: &[&str]| {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&"bench", &"--model", &model, &"--throughput", &"--seconds", &"0.05"];
+        args.extend(extra.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>));
+        recur(&args)
+    };
+    for (model, extra, threads, precision) in [
+        (&dir, &["--batch", "7", "--length-dist", "4,9,12"][..], 1, "f32"),
+        (
+            &dir,
+            &["--batch", "5", "--threads", "2", "--precision", "int8"][..],
+            2,
+            "int8",
+        ),
+        (&ck, &["--batch", "3", "--length-dist", "3,6"][..], 1, "f32"),
+    ] {
+        let mut args = extra.to_vec();
+        args.push("--json");
+        let text = assert_ok(&run(model, &args));
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert_eq!(v["model"], model.display().to_string());
+        assert_eq!(v["threads"], threads, "{text}");
+        assert_eq!(v["precision"], precision, "{text}");
+        let batch = v["batch"].as_u64().unwrap();
+        let t = &v["throughput"];
+        let (batches, sequences, events) = (
+            t["batches"].as_u64().unwrap(),
+            t["sequences"].as_u64().unwrap(),
+            t["events"].as_u64().unwrap(),
+        );
+        assert!(batches >= 1 && sequences == batches * batch, "{text}");
+        assert!(events >= sequences, "every sequence has at least one event: {text}");
+        let seconds = t["seconds"].as_f64().unwrap();
+        let eps = t["events_per_s"].as_f64().unwrap();
+        assert!((eps - events as f64 / seconds).abs() <= 1e-6 * eps, "{text}");
+        if let Some(max) = v["lengths"]["max"].as_u64().filter(|_| extra.contains(&"4,9,12")) {
+            assert_eq!(max, 12);
+            assert!(v["lengths"]["mean"].as_f64().unwrap() <= 12.0, "{text}");
+        }
+    }
+    let text = assert_ok(&run(&dir, &["--batch", "4"]));
+    assert!(text.contains("events/s") && text.contains("batches of 4"), "{text}");
+    // Without --batch, a throughput run scores batches of 256 (the workload).
+    let v: Value = serde_json::from_str(&assert_ok(&run(&dir, &["--length-dist", "2,3", "--json"]))).unwrap();
+    assert_eq!(v["batch"], 256);
+    for (extra, needles) in [
+        (
+            &["--length-dist", "20,10"][..],
+            &["--length-dist", "below the median"][..],
+        ),
+        (&["--length-dist", "x,10"][..], &["--length-dist", "median `x`"][..]),
+        (&["--length-dist", "5"][..], &["--length-dist", "MEDIAN,P95"][..]),
+        (&["--length-dist", "5,9,0"][..], &["--length-dist", "max `0`"][..]),
+        (&["--batch", "0"][..], &["batch"][..]),
+    ] {
+        assert_fails_with(&run(&dir, extra), needles);
+    }
+    // --lengths is for latency runs; together with --throughput it is a usage error.
+    assert_eq!(run(&dir, &["--lengths", "5"]).status.code(), Some(2));
+}

@@ -151,7 +151,7 @@ fn run() -> Result<i32> {
 
         // Check the output against PyTorch's before timing anything.
         let out = state.run(tvec!(input.clone()))?;
-        let y = out[0].to_array_view::<f32>()?;
+        let y = out[0].to_plain_array_view::<f32>()?;
         if y.shape() != y_ref.shape() {
             bail!("T={t}: output shape {:?}, expected {:?}", y.shape(), y_ref.shape());
         }

@@ -125,13 +125,15 @@ fn write(acc: &[__m256], p0: usize, rows: usize, y: &mut [f32], accum: Accum) {
 }
 
 /// Rows of `X` per register block of [`gemm_panel8`].
-const ROWS: usize = 4;
+const ROWS: usize = 6;
 
 /// `Y[n, rows] (=|+=) X[n, cols] · Wᵀ` with `W` (`[rows, cols]`) packed in the `Panel8`
 /// layout: the multi-row form of [`gemv_panel8`] for the recurrent projection of several
-/// active sequences. `X` and `Y` are row-major and contiguous. Register blocks of 4 rows of `X`
-/// × 2 panels of `W` (8 accumulators) read `W` once per 4 rows; nothing is packed or
-/// allocated per call.
+/// active sequences and the batch-1 input projection. `X` and `Y` are row-major and
+/// contiguous. Register blocks of 6 rows of `X` × 2 panels of `W` (12 accumulators, 15 of the
+/// 16 registers: 12 independent FMA chains cover the FMA latency with room to spare) read `W`
+/// once per 6 rows; nothing is packed or allocated per call. Each output is one FMA chain over
+/// `k` in column order whatever the block shape, so results do not depend on it.
 ///
 /// # Panics
 /// On short slices, a misaligned `data`, or when the CPU lacks AVX2+FMA.
@@ -170,6 +172,8 @@ pub fn gemm_panel8(rows: usize, cols: usize, data: &[f32], n: usize, x: &[f32], 
                 1 => gemm_rows::<1>(rows, cols, data, xr, yr, accum),
                 2 => gemm_rows::<2>(rows, cols, data, xr, yr, accum),
                 3 => gemm_rows::<3>(rows, cols, data, xr, yr, accum),
+                4 => gemm_rows::<4>(rows, cols, data, xr, yr, accum),
+                5 => gemm_rows::<5>(rows, cols, data, xr, yr, accum),
                 _ => gemm_rows::<ROWS>(rows, cols, data, xr, yr, accum),
             }
         }

@@ -132,3 +132,89 @@ pub fn tanh(x: __m256) -> __m256 {
     let magnitude = _mm256_andnot_ps(sign, _mm256_blendv_ps(big, small, is_small));
     _mm256_or_ps(magnitude, _mm256_and_ps(sign, x))
 }
+
+/// Applies `f` to each of `N` vectors, one operation of the sequence at a time: the helper of
+/// the `_n` functions below.
+#[inline(always)]
+fn each<const N: usize>(x: [__m256; N], f: impl Fn(__m256) -> __m256) -> [__m256; N] {
+    x.map(f)
+}
+
+/// [`exp`] on `N` independent vectors, bit for bit, with the operations of the `N` evaluations
+/// interleaved step by step. A single `exp` is one long chain of dependent operations; the
+/// out-of-order window of the CPU holds only a few such chains at once, so a gate epilogue
+/// that evaluates them one after another is bound by their latency. Interleaving `N` chains
+/// in program order lets the scheduler find `N` ready operations at every step.
+///
+/// # Safety
+/// As [`exp`].
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub fn exp_n<const N: usize>(x: [__m256; N]) -> [__m256; N] {
+    let x = each(x, |x| {
+        _mm256_min_ps(_mm256_set1_ps(EXP_HI), _mm256_max_ps(_mm256_set1_ps(EXP_LO), x))
+    });
+    let n = each(x, |x| {
+        _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+            x,
+            _mm256_set1_ps(std::f32::consts::LOG2_E),
+        ))
+    });
+    let r: [__m256; N] = std::array::from_fn(|i| _mm256_fnmadd_ps(n[i], _mm256_set1_ps(LN2_HI), x[i]));
+    let r: [__m256; N] = std::array::from_fn(|i| _mm256_fnmadd_ps(n[i], _mm256_set1_ps(LN2_LO), r[i]));
+    let c = |i: usize| _mm256_set1_ps(EXP_P[i]);
+    let r2 = each(r, |r| _mm256_mul_ps(r, r));
+    let p01 = each(r, |r| _mm256_fmadd_ps(c(0), r, c(1)));
+    let p23 = each(r, |r| _mm256_fmadd_ps(c(2), r, c(3)));
+    let p45 = each(r, |r| _mm256_fmadd_ps(c(4), r, c(5)));
+    let p: [__m256; N] = std::array::from_fn(|i| _mm256_fmadd_ps(p01[i], r2[i], p23[i]));
+    let p: [__m256; N] = std::array::from_fn(|i| _mm256_fmadd_ps(p[i], r2[i], p45[i]));
+    let y: [__m256; N] =
+        std::array::from_fn(|i| _mm256_add_ps(_mm256_fmadd_ps(p[i], r2[i], r[i]), _mm256_set1_ps(1.0)));
+    let bias = _mm256_set1_epi32(127);
+    std::array::from_fn(|i| {
+        let ni = _mm256_cvtps_epi32(n[i]);
+        let n1 = _mm256_srai_epi32::<1>(ni);
+        let n2 = _mm256_sub_epi32(ni, n1);
+        let s1 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n1, bias)));
+        let s2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n2, bias)));
+        _mm256_mul_ps(_mm256_mul_ps(y[i], s1), s2)
+    })
+}
+
+/// [`sigmoid`] on `N` independent vectors, bit for bit, interleaved as in [`exp_n`].
+///
+/// # Safety
+/// As [`sigmoid`].
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub fn sigmoid_n<const N: usize>(x: [__m256; N]) -> [__m256; N] {
+    let one = _mm256_set1_ps(1.0);
+    let e = exp_n(each(x, |x| _mm256_sub_ps(_mm256_setzero_ps(), x)));
+    each(e, |e| _mm256_div_ps(one, _mm256_add_ps(one, e)))
+}
+
+/// [`tanh`] on `N` independent vectors, bit for bit, interleaved as in [`exp_n`].
+///
+/// # Safety
+/// As [`tanh`].
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub fn tanh_n<const N: usize>(x: [__m256; N]) -> [__m256; N] {
+    let sign = _mm256_set1_ps(-0.0);
+    let a = each(x, |x| _mm256_andnot_ps(sign, x));
+    let z = each(x, |x| _mm256_mul_ps(x, x));
+    let mut q = [_mm256_set1_ps(TANH_P[0]); N];
+    for &c in &TANH_P[1..] {
+        q = std::array::from_fn(|i| _mm256_fmadd_ps(q[i], z[i], _mm256_set1_ps(c)));
+    }
+    let small: [__m256; N] = std::array::from_fn(|i| _mm256_fmadd_ps(_mm256_mul_ps(q[i], z[i]), x[i], x[i]));
+    let one = _mm256_set1_ps(1.0);
+    let u = exp_n(each(a, |a| _mm256_mul_ps(a, _mm256_set1_ps(-2.0))));
+    let big = each(u, |u| _mm256_div_ps(_mm256_sub_ps(one, u), _mm256_add_ps(one, u)));
+    std::array::from_fn(|i| {
+        let is_small = _mm256_cmp_ps::<_CMP_LT_OQ>(a[i], _mm256_set1_ps(TANH_SMALL));
+        let magnitude = _mm256_andnot_ps(sign, _mm256_blendv_ps(big[i], small[i], is_small));
+        _mm256_or_ps(magnitude, _mm256_and_ps(sign, x[i]))
+    })
+}
