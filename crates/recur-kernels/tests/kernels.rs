@@ -1087,7 +1087,7 @@ fn interleaved_math_equals_single_chain_math_bitwise() {
         f32::MIN,
         1e-40,
     ]);
-    while x.len() % 32 != 0 {
+    while !x.len().is_multiple_of(32) {
         x.push(0.5);
     }
     let lanes = |v: __m256| {
