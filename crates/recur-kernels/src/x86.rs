@@ -338,32 +338,74 @@ pub fn lstm_fwd(n: usize, h: usize, a: &mut [f32], c_prev: &[f32], c_out: &mut [
     }
 }
 
-/// Two passes over the row: the four gate activations (independent chunks), then the cell
-/// update and `o ⊙ tanh(c)`.
+/// Two passes over the row: the four gate activations, then the cell update and
+/// `o ⊙ tanh(c)`. As in [`gru_fwd_row`], whole chunks are evaluated several at a time with the
+/// interleaved `_n` functions of [`math`] (two chunks: 6 sigmoid and 2 `tanh` chains; then 4
+/// `tanh` chains), the rest one chunk at a time, with the same operations on every lane.
 #[target_feature(enable = "avx2,fma")]
 fn lstm_fwd_row(h: usize, a: &mut [f32], cp: &[f32], co: &mut [f32], ho: &mut [f32]) {
     let [ai, af, ag, ao] = split_mut::<LSTM_GATES>(a, h);
     let (cp, co, ho) = (&cp[..h], &mut co[..h], &mut ho[..h]);
-    chunks(
+    let full = h / 8 * 8;
+    let mut j0 = 0;
+    while j0 + 16 <= full {
+        let (j1, w) = (j0 + 8, 8);
+        let [i0, f0, o0, i1, f1, o1] = math::sigmoid_n([
+            ld(ai, j0, w),
+            ld(af, j0, w),
+            ld(ao, j0, w),
+            ld(ai, j1, w),
+            ld(af, j1, w),
+            ld(ao, j1, w),
+        ]);
+        let [g0, g1] = math::tanh_n([ld(ag, j0, w), ld(ag, j1, w)]);
+        for (j, i, f, g, o) in [(j0, i0, f0, g0, o0), (j1, i1, f1, g1, o1)] {
+            st(ai, j, w, i);
+            st(af, j, w, f);
+            st(ag, j, w, g);
+            st(ao, j, w, o);
+        }
+        j0 += 16;
+    }
+    chunks_from(
+        j0,
         h,
         #[inline(always)]
         |j, w| {
-            st(ai, j, w, math::sigmoid(ld(ai, j, w)));
-            st(af, j, w, math::sigmoid(ld(af, j, w)));
-            st(ag, j, w, math::tanh(ld(ag, j, w)));
-            st(ao, j, w, math::sigmoid(ld(ao, j, w)));
+            let [i, f, o] = math::sigmoid_n([ld(ai, j, w), ld(af, j, w), ld(ao, j, w)]);
+            let [g] = math::tanh_n([ld(ag, j, w)]);
+            st(ai, j, w, i);
+            st(af, j, w, f);
+            st(ag, j, w, g);
+            st(ao, j, w, o);
         },
     );
-    chunks(
+    let cell = |j: usize, w: usize| {
+        _mm256_add_ps(
+            _mm256_mul_ps(ld(af, j, w), ld(cp, j, w)),
+            _mm256_mul_ps(ld(ai, j, w), ld(ag, j, w)),
+        )
+    };
+    let mut j0 = 0;
+    while j0 + 32 <= full {
+        let c: [__m256; 4] = std::array::from_fn(|u| cell(j0 + 8 * u, 8));
+        let t = math::tanh_n(c);
+        for u in 0..4 {
+            let j = j0 + 8 * u;
+            st(co, j, 8, c[u]);
+            st(ho, j, 8, _mm256_mul_ps(ld(ao, j, 8), t[u]));
+        }
+        j0 += 32;
+    }
+    chunks_from(
+        j0,
         h,
         #[inline(always)]
         |j, w| {
-            let c = _mm256_add_ps(
-                _mm256_mul_ps(ld(af, j, w), ld(cp, j, w)),
-                _mm256_mul_ps(ld(ai, j, w), ld(ag, j, w)),
-            );
+            let c = cell(j, w);
+            let [t] = math::tanh_n([c]);
             st(co, j, w, c);
-            st(ho, j, w, _mm256_mul_ps(ld(ao, j, w), math::tanh(c)));
+            st(ho, j, w, _mm256_mul_ps(ld(ao, j, w), t));
         },
     );
 }
