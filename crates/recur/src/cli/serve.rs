@@ -47,9 +47,10 @@ pub struct Args {
     /// (1 = never batch).
     #[arg(long, default_value_t = 8)]
     micro_batch: usize,
-    /// Storage of the recurrent weights in inference: f16 halves the weight memory and is
-    /// faster on AVX2+F16C CPUs, int8 uses per-row scales (holdout AUC within 1e-4 of f32 on
-    /// the demo model; see BENCHMARKS.md).
+    /// Storage of the input and recurrent weights in inference: f16 halves the weight memory,
+    /// int8 (per-row weight scales, activations quantized per call, integer dot products) is
+    /// the fastest: about 2.5× f32 per ticket, with holdout AUC within 1e-5 of f32 on the demo
+    /// model (BENCHMARKS.md).
     #[arg(long, value_enum, default_value_t = super::bench::PrecisionArg::F32)]
     precision: super::bench::PrecisionArg,
     /// Per-request deadline in milliseconds (504 beyond).
