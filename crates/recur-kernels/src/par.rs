@@ -42,6 +42,8 @@ struct Shared {
     /// The thread to wake when the job is done; written with `job`.
     caller: UnsafeCell<Option<Thread>>,
     panicked: AtomicBool,
+    /// Set by the helper thread once it runs (see [`Helper::new`]).
+    started: AtomicBool,
 }
 
 // SAFETY: `job` and `caller` are only written by the one caller holding `Helper::busy`, before
@@ -68,18 +70,25 @@ impl Helper {
     /// How long either side spins before parking.
     pub const SPIN: Duration = Duration::from_micros(50);
 
-    /// Starts the helper thread (named `recur-helper`).
+    /// Starts the helper thread (named `recur-helper`) and returns once it is running.
     pub fn new() -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: AtomicU8::new(IDLE),
             job: UnsafeCell::new(None),
             caller: UnsafeCell::new(None),
             panicked: AtomicBool::new(false),
+            started: AtomicBool::new(false),
         });
         let s = Arc::clone(&shared);
         let thread = thread::Builder::new()
             .name("recur-helper".into())
             .spawn(move || helper_loop(&s))?;
+        // Wait until the thread runs: its start-up allocates (the standard library's per-thread
+        // bookkeeping), and on a busy machine it may otherwise start in the middle of a later
+        // join, so that a join would appear to allocate.
+        while !shared.started.load(Ordering::Acquire) {
+            thread::yield_now();
+        }
         Ok(Helper {
             shared,
             thread: Some(thread),
@@ -183,6 +192,7 @@ fn wait_for(ready: impl Fn() -> bool) {
 }
 
 fn helper_loop(sh: &Shared) {
+    sh.started.store(true, Ordering::Release);
     loop {
         wait_for(|| matches!(sh.state.load(Ordering::Acquire), READY | EXIT));
         match sh

@@ -96,16 +96,3 @@ fn allocation_count_does_not_grow_with_sequence_length() {
         }
     }
 }
-
-/// With 2 threads the calling thread's allocation count does not grow with `T` either (the
-/// helper thread runs the reverse direction with buffers planned before its loop).
-#[test]
-fn two_thread_forward_allocation_count_does_not_grow_with_sequence_length() {
-    let mut cfg = RnnConfig::new(CellKind::Gru, 6, 16);
-    cfg.num_layers = 2;
-    cfg.bidirectional = true;
-    let mut m = Rnn::<f32>::new(cfg, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
-    m.set_threads(2).unwrap();
-    counts(&m, 4, 1);
-    assert_eq!(counts(&m, 8, 1), counts(&m, 200, 1));
-}

@@ -1,0 +1,93 @@
+//! With 2 threads a forward pass, a training forward pass and a backward pass allocate the
+//! same number of times for 8 and for 200 time steps, counting the allocations of *every*
+//! thread: the caller and the helper that runs the reverse direction.
+//!
+//! Per-thread counting (as in `no_alloc.rs`) cannot be used here: when the helper thread is
+//! descheduled, the caller takes the reverse direction back and runs it itself
+//! (`recur_kernels::par::Helper::join`), so the caller's own count depends on scheduling.
+//! A process-wide count does not, and this binary has no test harness (`harness = false`),
+//! so no other thread allocates while it runs.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use recur_nn::{BackwardOptions, CellKind, Rnn, RnnConfig, SeqBatch, State};
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+fn allocs() -> usize {
+    ALLOCS.load(Ordering::SeqCst)
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn counts(m: &Rnn<f32>, t: usize, batch: usize) -> (usize, usize, usize) {
+    let f = m.config().input_size;
+    let x = vec![0.3f32; batch * t * f];
+    let lengths: Vec<usize> = (0..batch).map(|b| t - b % t.min(3)).collect();
+    let xb = SeqBatch::batch_first(&x, batch, t, f).with_lengths(&lengths);
+    let before = allocs();
+    let out = m.forward(&xb, &State::default()).unwrap();
+    let fwd = allocs() - before;
+    let before = allocs();
+    let (out2, tape) = m.forward_train(&xb, &State::default(), None).unwrap();
+    let train = allocs() - before;
+    let d = vec![1.0f32; out.output.len()];
+    let before = allocs();
+    let g = m
+        .backward(&tape, &d, None, None, BackwardOptions { truncate: Some(5) })
+        .unwrap();
+    let bwd = allocs() - before;
+    drop((out, out2, g));
+    (fwd, train, bwd)
+}
+
+fn main() {
+    for cell in [CellKind::Gru, CellKind::Lstm] {
+        let mut cfg = RnnConfig::new(cell, 6, 16);
+        cfg.num_layers = 2;
+        cfg.bidirectional = true;
+        let mut m = Rnn::<f32>::new(cfg, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        m.set_threads(2).unwrap();
+        for batch in [1, 5] {
+            // Packs the weights and warms the helper thread once.
+            counts(&m, 4, batch);
+            // Several rounds, so that both outcomes of the helper race (the helper runs the
+            // reverse direction, or the caller takes it back) are likely to be seen.
+            let short: Vec<_> = (0..20).map(|_| counts(&m, 8, batch)).collect();
+            let long: Vec<_> = (0..20).map(|_| counts(&m, 200, batch)).collect();
+            let want = short[0];
+            for (t, c) in short.iter().map(|c| (8, c)).chain(long.iter().map(|c| (200, c))) {
+                assert_eq!(
+                    *c, want,
+                    "{cell:?} batch {batch} T={t}: allocations (forward, train, backward) on all threads \
+                     differ from T=8's first round"
+                );
+            }
+        }
+    }
+    println!("no_alloc_threads: ok (allocation counts on all threads do not depend on T or scheduling)");
+}
