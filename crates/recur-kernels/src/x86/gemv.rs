@@ -161,50 +161,69 @@ pub fn gemm_panel8(rows: usize, cols: usize, data: &[f32], n: usize, x: &[f32], 
         // SAFETY: as in `gemv_panel8`; the checks above cover one row of `x` and `y`.
         return unsafe { gemv_avx2(rows, cols, data, x, y, accum) };
     }
-    let mut r = 0;
-    while r < n {
-        let m = (n - r).min(ROWS);
-        let (xr, yr) = (&x[r * cols..], &mut y[r * rows..]);
-        // SAFETY: AVX2 and FMA are present; lengths and alignment were checked above, and
-        // rows `r .. r + m` of `x` and `y` lie inside the slices.
-        unsafe {
-            match m {
-                1 => gemm_rows::<1>(rows, cols, data, xr, yr, accum),
-                2 => gemm_rows::<2>(rows, cols, data, xr, yr, accum),
-                3 => gemm_rows::<3>(rows, cols, data, xr, yr, accum),
-                4 => gemm_rows::<4>(rows, cols, data, xr, yr, accum),
-                5 => gemm_rows::<5>(rows, cols, data, xr, yr, accum),
-                _ => gemm_rows::<ROWS>(rows, cols, data, xr, yr, accum),
-            }
-        }
-        r += m;
-    }
-}
-
-/// `R` rows of [`gemm_panel8`]: every group, every pair of panels.
-#[target_feature(enable = "avx2,fma")]
-fn gemm_rows<const R: usize>(rows: usize, cols: usize, data: &[f32], x: &[f32], y: &mut [f32], accum: Accum) {
     let panels = rows.div_ceil(8);
+    // Panel pairs outermost: one pair's slab of `W` (2 × 8 × `cols` floats, 8 KB at 128
+    // columns) is read from L2 (or L3) once and stays in L1 while every 6-row block of `X`
+    // passes over it, instead of `W` streaming once per row block (a 384×256 `W_ih` is
+    // 393 KB, more than Zen 3's 512 KB L2 holds beside `W_hh`).
     for p in (0..panels).step_by(GROUP) {
         let gp = (panels - p).min(GROUP);
         let a = data[p * 8 * cols..].as_ptr();
         let mut q = 0;
         while q < gp {
-            // SAFETY: the group at panel `p` holds `gp · 8 · cols` aligned elements inside
-            // `data`; `x` holds `R · cols` elements (caller's contract).
-            unsafe {
-                if q + 2 <= gp {
-                    let acc = rows_block::<R, 2>(a, gp, q, cols, x.as_ptr());
-                    write_rows(&acc, p + q, rows, y, accum);
-                    q += 2;
-                } else {
-                    let acc = rows_block::<R, 1>(a, gp, q, cols, x.as_ptr());
-                    write_rows(&acc, p + q, rows, y, accum);
-                    q += 1;
+            let wide = q + 2 <= gp;
+            let mut r = 0;
+            while r < n {
+                let m = (n - r).min(ROWS);
+                let (xr, yr) = (x[r * cols..].as_ptr(), &mut y[r * rows..]);
+                // SAFETY: AVX2 and FMA are present; the group at panel `p` holds
+                // `gp · 8 · cols` aligned elements inside `data` (checked above) and panels
+                // `q .. q + 2` (or `q`) lie in it; rows `r .. r + m` of `x` and `y` lie inside
+                // the slices.
+                unsafe {
+                    match (m, wide) {
+                        (1, true) => tile::<1, 2>(a, gp, q, cols, xr, p, rows, yr, accum),
+                        (2, true) => tile::<2, 2>(a, gp, q, cols, xr, p, rows, yr, accum),
+                        (3, true) => tile::<3, 2>(a, gp, q, cols, xr, p, rows, yr, accum),
+                        (4, true) => tile::<4, 2>(a, gp, q, cols, xr, p, rows, yr, accum),
+                        (5, true) => tile::<5, 2>(a, gp, q, cols, xr, p, rows, yr, accum),
+                        (_, true) => tile::<ROWS, 2>(a, gp, q, cols, xr, p, rows, yr, accum),
+                        (1, false) => tile::<1, 1>(a, gp, q, cols, xr, p, rows, yr, accum),
+                        (2, false) => tile::<2, 1>(a, gp, q, cols, xr, p, rows, yr, accum),
+                        (3, false) => tile::<3, 1>(a, gp, q, cols, xr, p, rows, yr, accum),
+                        (4, false) => tile::<4, 1>(a, gp, q, cols, xr, p, rows, yr, accum),
+                        (5, false) => tile::<5, 1>(a, gp, q, cols, xr, p, rows, yr, accum),
+                        (_, false) => tile::<ROWS, 1>(a, gp, q, cols, xr, p, rows, yr, accum),
+                    }
                 }
+                r += m;
             }
+            q += if wide { 2 } else { 1 };
         }
     }
+}
+
+/// `R` rows of `X` (at `x`, row stride `cols`) times panels `q .. q + Q` of the group of `gp`
+/// panels at `a` (whose first panel is `p`), written to `y` (row stride `rows`).
+///
+/// # Safety
+/// As [`rows_block`]; `y` holds `R` rows.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile<const R: usize, const Q: usize>(
+    a: *const f32,
+    gp: usize,
+    q: usize,
+    cols: usize,
+    x: *const f32,
+    p: usize,
+    rows: usize,
+    y: &mut [f32],
+    accum: Accum,
+) {
+    // SAFETY: caller's contract.
+    let acc = unsafe { rows_block::<R, Q>(a, gp, q, cols, x) };
+    write_rows(&acc, p + q, rows, y, accum);
 }
 
 /// Dot products of panels `q0 .. q0 + Q` of a group of `gp` interleaved panels (at `a`) with
