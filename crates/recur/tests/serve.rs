@@ -933,44 +933,63 @@ fn queued_scores_are_micro_batched_and_equal_single_scores() {
     let dir = tmp.path().join("m");
     make_model(&dir, true, 8, 1);
     let lm = LoadedModel::load(&dir).unwrap();
-    // One thread that pauses 300 ms per model call: the requests behind the first queue up
-    // and are scored together.
-    let s = Server::start(
-        &dir,
-        &["--workers", "1", "--debug-delay-ms", "300", "--micro-batch", "8"],
-    );
-    let a = s.addr;
     let log = harbor(30, 6);
     let cols = lm.pre.numeric_columns.clone();
     let picks: Vec<Ticket> = log
         .tickets
         .iter()
-        .filter(|t| t.events.len() <= 100)
+        .filter(|t| (2..=100).contains(&t.events.len()))
         .take(9)
         .cloned()
         .collect();
-    let handles: Vec<_> = picks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let body = ticket_json(&format!("M{i}"), t, &cols, t.events.len());
-            thread::spawn(move || post(a, "/v1/score", &body).json())
-        })
-        .collect();
-    for (h, t) in handles.into_iter().zip(&picks) {
-        let v = h.join().unwrap();
-        let want = lm.score(&[&t.events]).unwrap()[0];
-        assert!(
-            (v["probability"].as_f64().unwrap() - want).abs() < 1e-5,
-            "{v} vs {want}"
+    // With room for every ticket the queued scores share model calls; with an event cap
+    // below every ticket's length each one runs alone.
+    for events_cap in ["1024", "1"] {
+        // One thread that pauses 300 ms per model call: the requests behind the first queue
+        // up and are scored together.
+        let s = Server::start(
+            &dir,
+            &[
+                "--workers",
+                "1",
+                "--debug-delay-ms",
+                "300",
+                "--micro-batch",
+                "8",
+                "--micro-batch-events",
+                events_cap,
+                "--timeout-ms",
+                "20000",
+            ],
         );
+        let a = s.addr;
+        let handles: Vec<_> = picks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let body = ticket_json(&format!("M{i}"), t, &cols, t.events.len());
+                thread::spawn(move || post(a, "/v1/score", &body).json())
+            })
+            .collect();
+        for (h, t) in handles.into_iter().zip(&picks) {
+            let v = h.join().unwrap();
+            let want = lm.score(&[&t.events]).unwrap()[0];
+            assert!(
+                (v["probability"].as_f64().unwrap() - want).abs() < 1e-5,
+                "{v} vs {want}"
+            );
+        }
+        let (scores, batches) = (
+            metric(a, "recur_scores_total "),
+            metric(a, "recur_score_batches_total "),
+        );
+        assert_eq!(scores, 9.0);
+        if events_cap == "1" {
+            assert_eq!(batches, 9.0, "an event cap of 1 still batched");
+        } else {
+            assert!(batches <= 5.0, "9 queued scores took {batches} model calls");
+        }
     }
-    let (scores, batches) = (
-        metric(a, "recur_scores_total "),
-        metric(a, "recur_score_batches_total "),
-    );
-    assert_eq!(scores, 9.0);
-    assert!(batches <= 5.0, "9 queued scores took {batches} model calls");
 }
 
 #[test]

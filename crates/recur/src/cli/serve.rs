@@ -47,6 +47,10 @@ pub struct Args {
     /// (1 = never batch).
     #[arg(long, default_value_t = 8)]
     micro_batch: usize,
+    /// A micro-batch stops growing at this many events, which bounds how long one batch holds a
+    /// scoring thread (a longer ticket runs alone).
+    #[arg(long, default_value_t = 256)]
+    micro_batch_events: usize,
     /// Storage of the input and recurrent weights in inference: f16 halves the weight memory,
     /// int8 (per-row weight scales, activations quantized per call, integer dot products) is
     /// the fastest: about 2.5× f32 per ticket, with holdout AUC within 1e-5 of f32 on the demo
@@ -109,6 +113,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_millis(a.timeout_ms),
         admin_token,
         micro_batch: a.micro_batch.max(1),
+        micro_batch_events: a.micro_batch_events,
         debug_delay: Duration::from_millis(a.debug_delay_ms),
         precision: a.precision.into(),
     };

@@ -37,6 +37,8 @@ pub struct ServeConfig {
     pub admin_token: Option<String>,
     /// Single-ticket scores run together as one batch when this many are waiting.
     pub micro_batch: usize,
+    /// A micro-batch stops growing at this many events (a longer ticket runs alone).
+    pub micro_batch_events: usize,
     /// Artificial delay per scoring job (tests of overload, timeouts and draining only).
     pub debug_delay: Duration,
     /// Storage of the recurrent weights in inference (f32, f16 or int8), for the served model
@@ -57,6 +59,7 @@ impl Default for ServeConfig {
             timeout: Duration::from_secs(2),
             admin_token: None,
             micro_batch: 8,
+            micro_batch_events: 256,
             debug_delay: Duration::ZERO,
             precision: recur_nn::Precision::F32,
         }
@@ -93,7 +96,7 @@ impl AppState {
             pool: Pool::new(
                 cfg.workers,
                 cfg.queue,
-                cfg.micro_batch,
+                (cfg.micro_batch, cfg.micro_batch_events),
                 cfg.debug_delay,
                 metrics.score_batches.clone(),
             ),
