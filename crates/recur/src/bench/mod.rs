@@ -310,17 +310,60 @@ pub fn bench_dir(dir: &Path, opts: &BenchOptions) -> Result<BenchReport, BenchEr
     Ok(report)
 }
 
+/// A model a benchmark can tune: kernel family, weight precision and threads.
+pub(crate) trait Tunable: Clone {
+    fn set_kernels(&mut self, choice: KernelChoice);
+    fn set_precision(&mut self, precision: Precision);
+    fn set_threads(&mut self, threads: usize) -> Result<(), String>;
+}
+
+impl Tunable for Rnn<f32> {
+    fn set_kernels(&mut self, choice: KernelChoice) {
+        Rnn::set_kernels(self, choice);
+    }
+    fn set_precision(&mut self, precision: Precision) {
+        Rnn::set_precision(self, precision);
+    }
+    fn set_threads(&mut self, threads: usize) -> Result<(), String> {
+        Rnn::set_threads(self, threads).map_err(|e| e.to_string())
+    }
+}
+
+impl Tunable for SequenceModel {
+    fn set_kernels(&mut self, choice: KernelChoice) {
+        SequenceModel::set_kernels(self, choice);
+    }
+    fn set_precision(&mut self, precision: Precision) {
+        SequenceModel::set_precision(self, precision);
+    }
+    fn set_threads(&mut self, threads: usize) -> Result<(), String> {
+        SequenceModel::set_threads(self, threads).map_err(|e| e.to_string())
+    }
+}
+
+/// A copy of `model` with the benchmark's kernel family, precision and threads (an
+/// unsupported thread count is an error about the `threads` option).
+pub(crate) fn configured<M: Tunable>(
+    model: &M,
+    kernels: KernelChoice,
+    precision: Precision,
+    threads: usize,
+) -> Result<M, BenchError> {
+    let mut m = model.clone();
+    m.set_kernels(kernels);
+    m.set_precision(precision);
+    m.set_threads(threads).map_err(|reason| BenchError::Option {
+        option: "threads",
+        reason,
+    })?;
+    Ok(m)
+}
+
 /// Benchmarks an in-memory recurrent stack on `N(0, 1)` inputs (`model` of the report is
 /// `None`). The model is copied so that its kernel family can be set.
 pub fn bench_rnn(rnn: &Rnn<f32>, opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     opts.validate()?;
-    let mut rnn = rnn.clone();
-    rnn.set_kernels(opts.kernels);
-    rnn.set_precision(opts.precision);
-    rnn.set_threads(opts.threads).map_err(|e| BenchError::Option {
-        option: "threads",
-        reason: e.to_string(),
-    })?;
+    let rnn = configured(rnn, opts.kernels, opts.precision, opts.threads)?;
     let (batch, width) = (opts.batch, rnn.config().input_size);
     let per_length = measure_lengths(
         opts,
@@ -340,13 +383,7 @@ pub fn bench_rnn(rnn: &Rnn<f32>, opts: &BenchOptions) -> Result<BenchReport, Ben
 /// so that its kernel family can be set.
 pub fn bench_sequence_model(model: &SequenceModel, opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     opts.validate()?;
-    let mut model = model.clone();
-    model.set_kernels(opts.kernels);
-    model.set_precision(opts.precision);
-    model.set_threads(opts.threads).map_err(|e| BenchError::Option {
-        option: "threads",
-        reason: e.to_string(),
-    })?;
+    let model = configured(model, opts.kernels, opts.precision, opts.threads)?;
     let (batch, features, vocab) = (opts.batch, model.config().features, model.config().vocab);
     let per_length = measure_lengths(
         opts,

@@ -270,13 +270,7 @@ fn draw_lengths(opts: &ThroughputOptions, rng: &mut ChaCha8Rng) -> (Vec<usize>, 
 /// Measures an in-memory recurrent stack (`model` of the report is `None`).
 pub fn throughput_rnn(rnn: &Rnn<f32>, opts: &ThroughputOptions) -> Result<ThroughputReport, BenchError> {
     opts.validate()?;
-    let mut rnn = rnn.clone();
-    rnn.set_kernels(opts.kernels);
-    rnn.set_precision(opts.precision);
-    rnn.set_threads(opts.threads).map_err(|e| BenchError::Option {
-        option: "threads",
-        reason: e.to_string(),
-    })?;
+    let rnn = super::configured(rnn, opts.kernels, opts.precision, opts.threads)?;
     let width = rnn.config().input_size;
     let report = measure(
         opts,
@@ -304,13 +298,7 @@ pub fn throughput_sequence_model(
     opts: &ThroughputOptions,
 ) -> Result<ThroughputReport, BenchError> {
     opts.validate()?;
-    let mut model = model.clone();
-    model.set_kernels(opts.kernels);
-    model.set_precision(opts.precision);
-    model.set_threads(opts.threads).map_err(|e| BenchError::Option {
-        option: "threads",
-        reason: e.to_string(),
-    })?;
+    let model = super::configured(model, opts.kernels, opts.precision, opts.threads)?;
     let (features, vocab) = (model.config().features, model.config().vocab);
     let report = measure(
         opts,
