@@ -9,7 +9,9 @@ use std::cell::Cell;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use recur_nn::{BackwardOptions, CellKind, Rnn, RnnConfig, SeqBatch, State};
+use recur_nn::{CellKind, Rnn, RnnConfig};
+
+mod common;
 
 struct Counting;
 
@@ -48,24 +50,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn counts(m: &Rnn<f32>, t: usize, batch: usize) -> (usize, usize, usize) {
-    let f = m.config().input_size;
-    let x = vec![0.3f32; batch * t * f];
-    let lengths: Vec<usize> = (0..batch).map(|b| t - b % t.min(3)).collect();
-    let xb = SeqBatch::batch_first(&x, batch, t, f).with_lengths(&lengths);
-    let before = allocs();
-    let out = m.forward(&xb, &State::default()).unwrap();
-    let fwd = allocs() - before;
-    let before = allocs();
-    let (out2, tape) = m.forward_train(&xb, &State::default(), None).unwrap();
-    let train = allocs() - before;
-    let d = vec![1.0f32; out.output.len()];
-    let before = allocs();
-    let g = m
-        .backward(&tape, &d, None, None, BackwardOptions { truncate: Some(5) })
-        .unwrap();
-    let bwd = allocs() - before;
-    drop((out, out2, g));
-    (fwd, train, bwd)
+    common::alloc::pass_allocs(m, t, batch, allocs)
 }
 
 #[test]

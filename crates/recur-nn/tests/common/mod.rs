@@ -1,6 +1,8 @@
 //! Shared helpers for the recur-nn integration tests: fixture loading and comparisons.
 #![allow(dead_code)]
 
+pub mod alloc;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
