@@ -145,9 +145,10 @@ pub struct LoadPlan {
     pub requests: u64,
     /// At most this long.
     pub duration: Duration,
-    /// Open loop: request `i` is due at `i / rate` seconds and its latency counts from then
-    /// (so queueing in the client is not hidden). `None` = closed loop, each connection
-    /// sends as soon as its previous answer arrives.
+    /// Open loop: request `i` is due at `i / rate` seconds (released by a pacer thread within
+    /// tens of microseconds) and its latency counts from then (so waiting for a free
+    /// connection is not hidden). `None` = closed loop, each connection sends as soon as its
+    /// previous answer arrives.
     pub rate: Option<f64>,
 }
 
@@ -159,19 +160,53 @@ struct Tally {
     lens: Vec<usize>,
 }
 
-async fn connection(
-    plan: Arc<LoadPlan>,
-    bodies: Arc<Vec<(Bytes, usize)>>,
-    next: Arc<AtomicU64>,
-    (t0, end): (Instant, Instant),
-) -> Tally {
+/// Where a connection gets its next request.
+#[derive(Clone)]
+enum Source {
+    /// Closed loop: the next index, as soon as the connection is free.
+    Closed(Arc<AtomicU64>),
+    /// Open loop: `(index, due time)` pairs released by the pacer thread at their due times.
+    Open(Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<(u64, Instant)>>>),
+}
+
+/// Releases request `i` at `t0 + i / rate` from a plain thread: `thread::sleep` wakes within
+/// tens of microseconds, where tokio's timer has millisecond ticks and would add up to 2 ms
+/// to every open-loop latency (which counts from the due time).
+fn pacer(plan: &LoadPlan, rate: f64, t0: Instant, end: Instant) -> Source {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let requests = plan.requests;
+    std::thread::spawn(move || {
+        for i in 0..requests {
+            let due = t0 + Duration::from_secs_f64(i as f64 / rate);
+            if due >= end {
+                break;
+            }
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            if tx.send((i, due)).is_err() {
+                break;
+            }
+        }
+    });
+    Source::Open(Arc::new(tokio::sync::Mutex::new(rx)))
+}
+
+async fn connection(plan: Arc<LoadPlan>, bodies: Arc<Vec<(Bytes, usize)>>, source: Source, end: Instant) -> Tally {
     let mut t = Tally::default();
     let mut sender = None;
     loop {
         if Instant::now() >= end {
             break;
         }
-        let i = next.fetch_add(1, Ordering::Relaxed);
+        let (i, due) = match &source {
+            Source::Closed(next) => (next.fetch_add(1, Ordering::Relaxed), None),
+            Source::Open(rx) => match rx.lock().await.recv().await {
+                Some((i, due)) => (i, Some(due)),
+                None => break,
+            },
+        };
         if i >= plan.requests {
             break;
         }
@@ -206,17 +241,9 @@ async fn connection(
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(body.clone()))
             .expect("a valid request");
-        let start = match plan.rate {
-            Some(r) => {
-                let due = t0 + Duration::from_secs_f64(i as f64 / r);
-                if due >= end {
-                    break;
-                }
-                tokio::time::sleep_until(due.into()).await;
-                due
-            }
-            None => Instant::now(),
-        };
+        // Open loop: latency counts from the due time, so waiting for a free connection (or
+        // for a reconnect) is not hidden.
+        let start = due.unwrap_or_else(Instant::now);
         let res = async {
             let r = tx.send_request(req).await?;
             let status = r.status();
@@ -260,11 +287,14 @@ pub async fn run(plan: LoadPlan, bodies: Vec<(Bytes, usize)>) -> Result<Report, 
         return Err(LoadTestError::NotLoopback(plan.target.addr.to_string()));
     }
     let (plan, bodies) = (Arc::new(plan), Arc::new(bodies));
-    let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let end = start + plan.duration;
+    let source = match plan.rate {
+        Some(r) => pacer(&plan, r, start, end),
+        None => Source::Closed(Arc::new(AtomicU64::new(0))),
+    };
     let tasks: Vec<_> = (0..plan.connections)
-        .map(|_| tokio::spawn(connection(plan.clone(), bodies.clone(), next.clone(), (start, end))))
+        .map(|_| tokio::spawn(connection(plan.clone(), bodies.clone(), source.clone(), end)))
         .collect();
     let mut all = Tally::default();
     for task in tasks {
