@@ -16,8 +16,10 @@
 //! one 32-byte weight vector holds 8 rows × 4 columns, and the kernel keeps `R` rows × `Q`
 //! panels of `i32` accumulators in registers (4 × 4 with VNNI, which has 32 vector registers
 //! under AVX-512VL; 4 × 2 on AVX2; 1 × 8 for a single row, the batch-1 recurrent step).
-//! Rows of `X` wider than the stack buffer (more than 4096 columns) run the portable
-//! reference, which gives the same bits.
+//! The AVX2 path also stores `|x_q|` beside each quantized row, so the block loop broadcasts
+//! both instead of recomputing `|x_q|` for every weight vector. Rows of `X` wider than the
+//! stack buffer (more than 16,384 columns, 8,192 on the AVX2 path) run the portable reference,
+//! which gives the same bits.
 
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
@@ -68,8 +70,15 @@ pub fn int8_path() -> Option<Int8Path> {
     *PATH.get_or_init(|| Int8Path::ALL.into_iter().find(|p| p.supported()))
 }
 
-/// Stack buffer for the quantized rows of `X`: 4 rows of up to 4096 columns.
+/// Stack buffer for the quantized rows of `X`: 4 rows of up to 4096 columns (2048 on the AVX2
+/// path), or fewer, longer rows.
 const BUF: usize = 4 * 4096;
+
+/// Bytes of one quantized row of `X` in the stack buffer: `⌈cols/8⌉ · 8`, twice that when the
+/// absolute values are stored too ([`Dot::WITH_ABS`]).
+fn row_bytes(cols: usize, with_abs: bool) -> usize {
+    cols.div_ceil(8) * 8 * if with_abs { 2 } else { 1 }
+}
 
 /// `Y[n, rows] (=|+=) X[n, cols] · Ŵᵀ` for an Int8 `p` on the given instruction `path`;
 /// bit-identical to [`crate::quant::gemm_portable`]. [`crate::Kernels::gemm_quant`] uses
@@ -89,7 +98,7 @@ pub fn gemm_int8(path: Int8Path, p: &QuantGemv, n: usize, x: &[f32], y: &mut [f3
     if n == 0 || p.rows() == 0 {
         return;
     }
-    if p.cols().div_ceil(8) * 8 > BUF {
+    if row_bytes(p.cols(), path == Int8Path::Avx2) > BUF {
         return crate::quant::gemm_portable(p, n, x, y, accum);
     }
     // SAFETY: the path's features were checked above; `check` verified the slice lengths, the
@@ -131,10 +140,14 @@ trait Dot {
     const WIDE: bool;
     /// The broadcast activation quad, prepared for [`Dot::dot`].
     type X: Copy;
+    /// Quantized rows of `X` are stored as `x_q` followed by `|x_q|` (`xs` bytes later), so
+    /// that [`Dot::load`] broadcasts both instead of computing `|x_q|` per weight vector.
+    const WITH_ABS: bool;
     /// The accumulator start for a panel whose row sums are `rs` (8 × `i32`).
     unsafe fn init(rs: __m256i) -> __m256i;
-    /// Prepares the broadcast quad `xb`.
-    unsafe fn prep(xb: __m256i) -> Self::X;
+    /// Broadcasts the activation quad at `p` (and its absolute values `xs` bytes later, when
+    /// [`Dot::WITH_ABS`]).
+    unsafe fn load(p: *const u8, xs: usize) -> Self::X;
     /// `acc + Σ_{4 bytes} x · w` per `i32` lane.
     unsafe fn dot(acc: __m256i, x: Self::X, w: __m256i) -> __m256i;
 }
@@ -147,14 +160,15 @@ impl Dot for Vnni512 {
     const UNSIGNED: bool = true;
     const WIDE: bool = true;
     type X = __m256i;
+    const WITH_ABS: bool = false;
     #[inline(always)]
     unsafe fn init(rs: __m256i) -> __m256i {
         // SAFETY (all methods): only inlined into `run_avx512vnni`.
         unsafe { _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<7>(rs)) }
     }
     #[inline(always)]
-    unsafe fn prep(xb: __m256i) -> __m256i {
-        xb
+    unsafe fn load(p: *const u8, _xs: usize) -> __m256i {
+        unsafe { _mm256_set1_epi32((p as *const i32).read_unaligned()) }
     }
     #[inline(always)]
     unsafe fn dot(acc: __m256i, x: __m256i, w: __m256i) -> __m256i {
@@ -166,14 +180,15 @@ impl Dot for VnniVex {
     const UNSIGNED: bool = true;
     const WIDE: bool = false;
     type X = __m256i;
+    const WITH_ABS: bool = false;
     #[inline(always)]
     unsafe fn init(rs: __m256i) -> __m256i {
         // SAFETY (all methods): only inlined into `run_avxvnni`.
         unsafe { _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<7>(rs)) }
     }
     #[inline(always)]
-    unsafe fn prep(xb: __m256i) -> __m256i {
-        xb
+    unsafe fn load(p: *const u8, _xs: usize) -> __m256i {
+        unsafe { _mm256_set1_epi32((p as *const i32).read_unaligned()) }
     }
     #[inline(always)]
     unsafe fn dot(acc: __m256i, x: __m256i, w: __m256i) -> __m256i {
@@ -186,14 +201,20 @@ impl Dot for Avx2 {
     const WIDE: bool = false;
     /// `(|x_q|, x_q)`.
     type X = (__m256i, __m256i);
+    const WITH_ABS: bool = true;
     #[inline(always)]
     unsafe fn init(_rs: __m256i) -> __m256i {
         // SAFETY (all methods): only inlined into `run_avx2` (or a VNNI `run_*`).
         unsafe { _mm256_setzero_si256() }
     }
     #[inline(always)]
-    unsafe fn prep(xb: __m256i) -> (__m256i, __m256i) {
-        unsafe { (_mm256_abs_epi8(xb), xb) }
+    unsafe fn load(p: *const u8, xs: usize) -> (__m256i, __m256i) {
+        unsafe {
+            (
+                _mm256_set1_epi32((p.add(xs) as *const i32).read_unaligned()),
+                _mm256_set1_epi32((p as *const i32).read_unaligned()),
+            )
+        }
     }
     #[inline(always)]
     unsafe fn dot(acc: __m256i, x: (__m256i, __m256i), w: __m256i) -> __m256i {
@@ -205,16 +226,18 @@ impl Dot for Avx2 {
     }
 }
 
-/// Quantizes one row of `X` (`x.len()` columns) to `⌈cols/8⌉ · 8` bytes at `out` (zero
-/// activations in the padding) and returns its scale `s_x`; identical to the portable
+/// Quantizes one row of `X` (`x.len()` columns) to `xs = ⌈cols/8⌉ · 8` bytes at `out` (zero
+/// activations in the padding), followed by their absolute values in the next `xs` bytes
+/// when [`Dot::WITH_ABS`], and returns its scale `s_x`; identical to the portable
 /// [`crate::quant::act_scale`] / [`crate::quant::act_quant`].
 ///
 /// # Safety
-/// `out` must be writable for `⌈cols/8⌉ · 8` bytes.
+/// `out` must be writable for `xs` bytes (`2 · xs` with [`Dot::WITH_ABS`]).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn quantize_row<D: Dot>(x: &[f32], out: *mut u8) -> f32 {
     let cols = x.len();
+    let xs = cols.div_ceil(8) * 8;
     let full = cols / 8 * 8;
     let mut tail = [0.0f32; 8];
     tail[..cols - full].copy_from_slice(&x[full..]);
@@ -249,6 +272,9 @@ unsafe fn quantize_row<D: Dot>(x: &[f32], out: *mut u8) -> f32 {
             let h = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
             let b = _mm_xor_si128(_mm_packs_epi16(h, h), flip);
             _mm_storel_epi64(out.add(k) as *mut __m128i, b);
+            if D::WITH_ABS {
+                _mm_storel_epi64(out.add(xs + k) as *mut __m128i, _mm_abs_epi8(b));
+            }
         };
         for k in (0..full).step_by(8) {
             put(k, _mm256_loadu_ps(x.as_ptr().add(k)));
@@ -263,12 +289,14 @@ unsafe fn quantize_row<D: Dot>(x: &[f32], out: *mut u8) -> f32 {
 /// Quantizes `X` 4 rows at a time into a stack buffer and runs the blocks.
 ///
 /// # Safety
-/// The features of `D`; the caller checked the shapes and `⌈cols/8⌉ · 8 ≤ BUF`.
+/// The features of `D`; the caller checked the shapes and that one quantized row
+/// ([`row_bytes`]) fits in `BUF`.
 #[inline(always)]
 unsafe fn run<D: Dot>(p: &QuantGemv, n: usize, x: &[f32], y: &mut [f32], accum: Accum) {
     let (rows, cols) = (p.rows(), p.cols());
     let xs = cols.div_ceil(8) * 8;
-    let rmax = (BUF / xs).min(4);
+    let stride = row_bytes(cols, D::WITH_ABS);
+    let rmax = (BUF / stride).min(4);
     let mut buf = MaybeUninit::<[u8; BUF]>::uninit();
     let xq = buf.as_mut_ptr() as *mut u8;
     let mut r = 0;
@@ -276,8 +304,8 @@ unsafe fn run<D: Dot>(p: &QuantGemv, n: usize, x: &[f32], y: &mut [f32], accum: 
         let m = (n - r).min(rmax);
         let mut sx = [0.0f32; 4];
         for (j, s) in sx.iter_mut().enumerate().take(m) {
-            // SAFETY: row `r + j` of `x` exists; `(j + 1) · xs ≤ rmax · xs ≤ BUF`.
-            *s = unsafe { quantize_row::<D>(&x[(r + j) * cols..(r + j + 1) * cols], xq.add(j * xs)) };
+            // SAFETY: row `r + j` of `x` exists; `(j + 1) · stride ≤ rmax · stride ≤ BUF`.
+            *s = unsafe { quantize_row::<D>(&x[(r + j) * cols..(r + j + 1) * cols], xq.add(j * stride)) };
         }
         let k = Kern {
             w: p.int8().as_ptr() as *const u8,
@@ -287,6 +315,7 @@ unsafe fn run<D: Dot>(p: &QuantGemv, n: usize, x: &[f32], y: &mut [f32], accum: 
             kq: cols.div_ceil(4),
             xq,
             xs,
+            stride,
             accum,
         };
         let yr = &mut y[r * rows..(r + m) * rows];
@@ -314,9 +343,11 @@ struct Kern<'a> {
     rows: usize,
     /// Column quads.
     kq: usize,
-    /// Quantized rows of `X`, `xs` bytes apart.
+    /// Quantized rows of `X`, `stride` bytes apart; each is `xs` bytes of `x_q` (then `xs`
+    /// of `|x_q|` with [`Dot::WITH_ABS`]).
     xq: *const u8,
     xs: usize,
+    stride: usize,
     accum: Accum,
 }
 
@@ -353,7 +384,7 @@ impl Kern<'_> {
         sx: &[f32; 4],
         y: &mut [f32],
     ) -> usize {
-        let (kq, xs) = (self.kq, self.xs);
+        let (kq, xs, stride) = (self.kq, self.xs, self.stride);
         // SAFETY: panel `g + q0 + j < ⌈rows/8⌉` and the row sums / scales are padded to whole
         // panels; weight vector `g · kq + c · gp + q0 + j` (`g` is the group's first panel,
         // `c < kq`) is inside the buffer; activation quad `c` of row `r < R` lies in the
@@ -375,7 +406,7 @@ impl Kern<'_> {
                     *w = _mm256_load_si256(wp.add(j));
                 }
                 for (r, acc) in acc.iter_mut().enumerate() {
-                    let xb = D::prep(_mm256_set1_epi32((xp.add(r * xs) as *const i32).read_unaligned()));
+                    let xb = D::load(xp.add(r * stride), xs);
                     for (a, &w) in acc.iter_mut().zip(&w) {
                         *a = D::dot(*a, xb, w);
                     }
