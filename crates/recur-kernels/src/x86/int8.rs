@@ -156,45 +156,34 @@ struct Vnni512;
 struct VnniVex;
 struct Avx2;
 
-impl Dot for Vnni512 {
-    const UNSIGNED: bool = true;
-    const WIDE: bool = true;
-    type X = __m256i;
-    const WITH_ABS: bool = false;
-    #[inline(always)]
-    unsafe fn init(rs: __m256i) -> __m256i {
-        // SAFETY (all methods): only inlined into `run_avx512vnni`.
-        unsafe { _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<7>(rs)) }
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const u8, _xs: usize) -> __m256i {
-        unsafe { _mm256_set1_epi32((p as *const i32).read_unaligned()) }
-    }
-    #[inline(always)]
-    unsafe fn dot(acc: __m256i, x: __m256i, w: __m256i) -> __m256i {
-        unsafe { _mm256_dpbusd_epi32(acc, x, w) }
-    }
+/// The two VNNI paths differ only in the encoding of `vpdpbusd` (and in the register count).
+macro_rules! vnni_dot {
+    ($path:ty, wide: $wide:expr, $dpbusd:ident) => {
+        impl Dot for $path {
+            const UNSIGNED: bool = true;
+            const WIDE: bool = $wide;
+            type X = __m256i;
+            const WITH_ABS: bool = false;
+            #[inline(always)]
+            unsafe fn init(rs: __m256i) -> __m256i {
+                // SAFETY (all methods): only inlined into the path's `run_*` function
+                // (`run_avx512vnni` or `run_avxvnni`), which enables its features.
+                unsafe { _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<7>(rs)) }
+            }
+            #[inline(always)]
+            unsafe fn load(p: *const u8, _xs: usize) -> __m256i {
+                unsafe { _mm256_set1_epi32((p as *const i32).read_unaligned()) }
+            }
+            #[inline(always)]
+            unsafe fn dot(acc: __m256i, x: __m256i, w: __m256i) -> __m256i {
+                unsafe { $dpbusd(acc, x, w) }
+            }
+        }
+    };
 }
 
-impl Dot for VnniVex {
-    const UNSIGNED: bool = true;
-    const WIDE: bool = false;
-    type X = __m256i;
-    const WITH_ABS: bool = false;
-    #[inline(always)]
-    unsafe fn init(rs: __m256i) -> __m256i {
-        // SAFETY (all methods): only inlined into `run_avxvnni`.
-        unsafe { _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<7>(rs)) }
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const u8, _xs: usize) -> __m256i {
-        unsafe { _mm256_set1_epi32((p as *const i32).read_unaligned()) }
-    }
-    #[inline(always)]
-    unsafe fn dot(acc: __m256i, x: __m256i, w: __m256i) -> __m256i {
-        unsafe { _mm256_dpbusd_avx_epi32(acc, x, w) }
-    }
-}
+vnni_dot!(Vnni512, wide: true, _mm256_dpbusd_epi32);
+vnni_dot!(VnniVex, wide: false, _mm256_dpbusd_avx_epi32);
 
 impl Dot for Avx2 {
     const UNSIGNED: bool = false;
