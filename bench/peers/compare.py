@@ -73,9 +73,17 @@ def run_json(cmd):
     return out, None
 
 
-def check_recur(a, lengths):
-    """recur f32 (best kernels) on check.npz's inputs through `recur run`, compared with
-    PyTorch's final states h{T} and, with the head applied in numpy, its outputs y{T}."""
+# How far each recur precision may be from PyTorch's f32 output (f32: --atol). The reduced
+# precisions quantize the weights (and, for int8, the activations); recur's own tests bound
+# them against its f32 output (tests/precision.rs).
+REDUCED_ATOL = {"f16": 1e-3, "int8": 2e-2}
+
+
+def check_recur(a, lengths, precision="f32"):
+    """recur (best kernels, weights in `precision`) on check.npz's inputs through `recur run`,
+    compared with PyTorch's final states h{T} and, with the head applied in numpy, its outputs
+    y{T}, within --atol for f32 and REDUCED_ATOL otherwise."""
+    atol = a.atol if precision == "f32" else REDUCED_ATOL[precision]
     check = np.load(os.path.join(a.dir, "check.npz"))
     head = None
     try:
@@ -90,7 +98,8 @@ def check_recur(a, lengths):
             np.save(xp, check[f"x{t}"])
             od = os.path.join(tmp, f"out{t}")
             p = subprocess.run([a.recur, "run", "--model", os.path.join(a.dir, "recur"),
-                                "--input", xp, "--out-dir", od], capture_output=True, text=True)
+                                "--input", xp, "--out-dir", od, "--precision", precision],
+                               capture_output=True, text=True)
             if p.returncode != 0:
                 res[str(t)] = {"error": f"recur run failed: {p.stderr.strip()[-300:]}"}
                 continue
@@ -101,10 +110,18 @@ def check_recur(a, lengths):
                 y = h @ head["weight"].T + head["bias"]
                 r["max_abs_err_y"] = float(np.max(np.abs(y - check[f"y{t}"])))
             errs = [v for k, v in r.items() if k.startswith("max_abs_err")]
-            if not max(errs) <= a.atol:
-                r["error"] = f"recur's output differs from PyTorch by {max(errs)} > {a.atol}"
+            if not max(errs) <= atol:
+                r["error"] = (f"recur {precision}'s output differs from PyTorch by {max(errs)} "
+                              f"> {atol}")
             res[str(t)] = r
     return res
+
+
+def worst_err(checked):
+    """The largest difference from PyTorch over the lengths that passed (the output's when
+    the head was applied, else the final states')."""
+    return max((v.get("max_abs_err_y", v.get("max_abs_err_h", 0.0))
+                for v in checked.values() if "error" not in v), default=float("nan"))
 
 
 def main():
@@ -180,15 +197,18 @@ def main():
         r.setdefault("round_medians", {str(t): [] for t in lengths})
 
     # ---- checks ---------------------------------------------------------------------------
-    print(f"checking recur f32 against PyTorch (recur run) ...", file=sys.stderr)
-    recur_check = check_recur(a, lengths)
-    bad = [v["error"] for v in recur_check.values() if "error" in v]
+    recur_check = {}
+    for prec in ("f32", "f16", "int8"):
+        print(f"checking recur {prec} against PyTorch (recur run) ...", file=sys.stderr)
+        recur_check[prec] = check_recur(a, lengths, prec)
     for r in rows:
         if r["system"] == "recur":
+            checked = recur_check[r["precision"]]
+            bad = [v["error"] for v in checked.values() if "error" in v]
             if bad:
                 r["error"] = bad[0]
-            r["check"] = ("f32 output checked with `recur run`" if r["precision"] == "f32"
-                          else "not checked (recur run has no --precision)")
+            r["check"] = (f"{r['precision']} output checked with `recur run --precision "
+                          f"{r['precision']}`: max |diff| {worst_err(checked):.2g}")
 
     # ---- rounds ---------------------------------------------------------------------------
     live = [r for r in rows if "error" not in r]
@@ -277,9 +297,11 @@ def main():
         "ONNX Runtime and tract run the whole model, GRU plus the linear head (a 256-term dot "
         "product, well under 1 µs).",
         "- Outputs checked against PyTorch's (|diff| ≤ "
-        f"{a.atol:g}) before timing: ONNX Runtime and tract (model output), recur f32 "
-        "(final states through `recur run`, head applied in numpy). recur f16 and int8 are not "
-        "checked here (`recur run` has no --precision).",
+        f"{a.atol:g}) before timing: ONNX Runtime and tract (model output), recur "
+        "(final states through `recur run --precision P`, head applied in numpy; f16 within "
+        f"{REDUCED_ATOL['f16']:g} and int8 within {REDUCED_ATOL['int8']:g}, as they quantize "
+        "the weights). Largest differences: "
+        + ", ".join(f"recur {p} {worst_err(c):.2g}" for p, c in recur_check.items()) + ".",
         "- time ÷ recur f32 1t: the row's median over recur f32 1-thread's median (above 1: "
         "slower than recur).",
         f"- f32 floor: {2 * MACS_PER_STEP / 1e6:.3f} MFLOP per step at "

@@ -504,6 +504,41 @@ fn run_accepts_int32_lengths() {
     compare(&got, &f.f32("output").unwrap()).unwrap();
 }
 
+/// `--precision f16|int8` runs quantized copies of the weights: close to f32 (the bounds of
+/// recur-nn's precision tests) but not equal to it, so the flag really changes the weights used.
+#[test]
+fn run_precision_flag_quantizes_the_weights() {
+    let (f, c) = prepared_run();
+    let lengths = c.path("lengths.npy");
+    write_npy(&lengths, &f.lengths());
+    let states = [
+        ("--lengths", lengths),
+        ("--h0", c.path("h0.npy")),
+        ("--c0", c.path("c0.npy")),
+    ];
+    assert_ok(&c.run(&c.path("x.npy"), &states));
+    let f32_out: ArrayD<f32> = ndarray_npy::read_npy(c.path("out/output.npy")).unwrap();
+    compare(&f32_out, &f.f32("output").unwrap()).unwrap();
+    for (precision, bound) in [("f16", 1e-2f32), ("int8", 3e-2)] {
+        let mut extra = states.to_vec();
+        extra.push(("--precision", PathBuf::from(precision)));
+        assert_ok(&c.run(&c.path("x.npy"), &extra));
+        let got: ArrayD<f32> = ndarray_npy::read_npy(c.path("out/output.npy")).unwrap();
+        assert_eq!(got.shape(), f32_out.shape());
+        let err = got
+            .iter()
+            .zip(&f32_out)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(err <= bound, "{precision}: max |Δ| = {err} > {bound}");
+        assert!(err > 0.0, "{precision}: the output equals f32's bit for bit");
+    }
+    let mut bad = states.to_vec();
+    bad.push(("--precision", PathBuf::from("int4")));
+    let o = c.run(&c.path("x.npy"), &bad);
+    assert!(!o.status.success() && stderr(&o).contains("int4") && stderr(&o).contains("int8"));
+}
+
 #[test]
 fn run_rejects_misshaped_states_and_inputs() {
     let (f, c) = prepared_run();

@@ -45,6 +45,10 @@ pub struct Args {
     /// Kernel family.
     #[arg(long, value_enum, default_value_t = Kernels::Best)]
     kernels: Kernels,
+    /// Storage of the input and recurrent weights: f32 (the parameters as they are), f16 or
+    /// int8 (quantized copies, as in `recur bench --precision` and `recur serve --precision`).
+    #[arg(long, value_enum, default_value_t = super::bench::PrecisionArg::F32)]
+    precision: super::bench::PrecisionArg,
 }
 
 /// A validated run.
@@ -54,6 +58,7 @@ pub struct Plan {
     inputs: InputFiles,
     out_dir: PathBuf,
     kernels: KernelChoice,
+    precision: recur_nn::Precision,
 }
 
 impl TryFrom<Args> for Plan {
@@ -75,6 +80,7 @@ impl TryFrom<Args> for Plan {
             inputs,
             out_dir: a.out_dir,
             kernels,
+            precision: a.precision.into(),
         })
     }
 }
@@ -85,6 +91,7 @@ impl Plan {
         let mut rnn = model_dir::load(&self.model)
             .with_context(|| format!("cannot load model directory {}", self.model.display()))?;
         rnn.set_kernels(self.kernels);
+        rnn.set_precision(self.precision);
         let inputs = Inputs::load(rnn.config(), &self.inputs)?;
         let result = inputs.forward(&rnn)?;
         let written = write_outputs(&self.out_dir, rnn.config(), &inputs, &result)?;
