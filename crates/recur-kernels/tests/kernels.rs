@@ -899,8 +899,9 @@ mod quant_battery {
         }
     }
 
-    /// Huge and tiny weights, and rows of `X` wider than the kernels' stack buffer (4096
-    /// columns: the portable fallback).
+    /// Huge and tiny weights, and wide rows of `X`: fewer rows per block of the stack buffer
+    /// (over 2048 columns on AVX2, which also stores `|x_q|`; over 4096 with VNNI), one row per
+    /// block (8192 on AVX2), and the portable fallback (8193 on AVX2).
     #[test]
     fn int8_paths_match_portable_bitwise_at_extremes() {
         for (i, wscale) in [1e-30, 1e-3, 1e3, 1e30].into_iter().enumerate() {
@@ -910,6 +911,9 @@ mod quant_battery {
         }
         check_int8_paths(2, 9, 4100, 7, 1.0, 0, false);
         check_int8_paths(6, 17, 4095, 8, 1.0, 3, false);
+        check_int8_paths(5, 9, 2049, 9, 1.0, 1, false);
+        check_int8_paths(3, 9, 8192, 10, 1.0, 2, false);
+        check_int8_paths(3, 9, 8193, 11, 1.0, 4, false);
     }
 
     proptest! {
