@@ -131,8 +131,9 @@ const ROWS: usize = 6;
 /// layout: the multi-row form of [`gemv_panel8`] for the recurrent projection of several
 /// active sequences and the batch-1 input projection. `X` and `Y` are row-major and
 /// contiguous. Register blocks of 6 rows of `X` × 2 panels of `W` (12 accumulators, 15 of the
-/// 16 registers: 12 independent FMA chains cover the FMA latency with room to spare) read `W`
-/// once per 6 rows; nothing is packed or allocated per call. Each output is one FMA chain over
+/// 16 registers: 12 independent FMA chains cover the FMA latency with room to spare) run
+/// panel pair by panel pair, so each pair's slab of `W` comes into L1 once for all the rows;
+/// nothing is packed or allocated per call. Each output is one FMA chain over
 /// `k` in column order whatever the block shape, so results do not depend on it.
 ///
 /// # Panics
