@@ -1073,45 +1073,22 @@ fn loadtest_refuses_non_loopback_targets_and_reports_percentiles() {
     let dir = tmp.path().join("m");
     make_model(&dir, true, 8, 1);
     let s = Server::start(&dir, &[]);
-    let out = Command::new(env!("CARGO_BIN_EXE_recur"))
-        .args(["loadtest", "--url", &format!("http://{}", s.addr)])
-        .args([
-            "--connections",
-            "4",
-            "--requests",
-            "300",
-            "--duration",
-            "20",
-            "--tickets",
-            "100",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // 4 connections, 100 synthetic tickets, JSON report; `extra` adds the request count etc.
+    let loadtest = |extra: &[&str]| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_recur"))
+            .args(["loadtest", "--url", &format!("http://{}", s.addr)])
+            .args(["--connections", "4", "--duration", "20", "--tickets", "100", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let r = loadtest(&["--requests", "300"]);
     assert_eq!((r["requests"].as_u64(), r["ok"].as_u64()), (Some(300), Some(300)));
     assert!(r["p50_ms"].as_f64().unwrap() <= r["p99_ms"].as_f64().unwrap());
     // Open loop: 100 requests paced at 200/s cannot finish before the last is due (0.495 s).
-    let out = Command::new(env!("CARGO_BIN_EXE_recur"))
-        .args(["loadtest", "--url", &format!("http://{}", s.addr)])
-        .args([
-            "--connections",
-            "4",
-            "--requests",
-            "100",
-            "--rate",
-            "200",
-            "--duration",
-            "20",
-            "--tickets",
-            "100",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = loadtest(&["--requests", "100", "--rate", "200"]);
     assert_eq!((r["requests"].as_u64(), r["ok"].as_u64()), (Some(100), Some(100)));
     assert_eq!(r["rate"].as_f64(), Some(200.0));
     assert!(r["seconds"].as_f64().unwrap() >= 0.49, "{r}");

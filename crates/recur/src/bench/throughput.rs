@@ -270,7 +270,7 @@ fn draw_lengths(opts: &ThroughputOptions, rng: &mut ChaCha8Rng) -> (Vec<usize>, 
 /// Measures an in-memory recurrent stack (`model` of the report is `None`).
 pub fn throughput_rnn(rnn: &Rnn<f32>, opts: &ThroughputOptions) -> Result<ThroughputReport, BenchError> {
     opts.validate()?;
-    let rnn = super::configured(rnn, opts.kernels, opts.precision, opts.threads)?;
+    let rnn = super::tune::configured(rnn, opts.kernels, opts.precision, opts.threads)?;
     let width = rnn.config().input_size;
     let report = measure(
         opts,
@@ -298,7 +298,7 @@ pub fn throughput_sequence_model(
     opts: &ThroughputOptions,
 ) -> Result<ThroughputReport, BenchError> {
     opts.validate()?;
-    let model = super::configured(model, opts.kernels, opts.precision, opts.threads)?;
+    let model = super::tune::configured(model, opts.kernels, opts.precision, opts.threads)?;
     let (features, vocab) = (model.config().features, model.config().vocab);
     let report = measure(
         opts,
