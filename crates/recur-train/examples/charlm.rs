@@ -13,7 +13,8 @@
 //! `--layers [1]`, `--dropout [0.25]` (output and between layers), `--input-dropout [0.1]`,
 //! `--recurrent-dropout [0.1]` (variational), `--epochs [12]`, `--bptt [100]`, `--batch [16]`,
 //! `--lr [3e-3]` (Adam, cosine decay after warmup), `--warmup [100]`, `--min-lr-factor [0.05]`,
-//! `--clip [1.0]`, `--seed [1]`, `--eval-streams [8]`, `--holdout [0.1]`, `--max-chars N`
+//! `--clip [1.0]`, `--threads [1]` (streams split into that many shards computed in
+//! parallel), `--seed [1]`, `--eval-streams [8]`, `--holdout [0.1]`, `--max-chars N`
 //! (train on the first N training characters only), `--sample-chars [300]`,
 //! `--temperature [0.8]`, `--prime ["The whale"]`, `--log-every [50]` (updates between
 //! progress lines; 0 = per epoch only), `--segment-at TEXT` (also report the held-out bpc
@@ -123,6 +124,7 @@ fn parse() -> Result<Args, Box<dyn Error>> {
                 ..ScheduleConfig::default()
             },
             max_bad_steps: 5,
+            threads: 1,
         },
         seed: 1,
         eval_streams: 8,
@@ -180,6 +182,7 @@ fn parse() -> Result<Args, Box<dyn Error>> {
             "--warmup" => a.train.schedule.warmup_steps = num!(),
             "--min-lr-factor" => a.train.schedule.min_factor = num!(),
             "--clip" => a.train.clip = num!(),
+            "--threads" => a.train.threads = num!(),
             "--seed" => a.seed = num!(),
             "--eval-streams" => a.eval_streams = num!(),
             "--holdout" => a.holdout = num!(),

@@ -131,6 +131,7 @@ fn train_cfg(epochs: usize, lr: f64) -> CharLmTrainConfig {
             ..ScheduleConfig::default()
         },
         max_bad_steps: 3,
+        threads: 1,
     }
 }
 

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use recur_kernels::{kernels, Accum, KernelChoice, Kernels, PackedGemv};
 use recur_nn::{BackwardOptions, CellKind, ParamBuffer, Rnn, RnnConfig, SeqBatch, State};
@@ -1200,6 +1200,13 @@ pub struct CharLmTrainConfig {
     /// Consecutive non-finite losses or gradients (each skipped, the state reset) before
     /// training stops with [`TrainError::Diverged`].
     pub max_bad_steps: usize,
+    /// Threads per update: the streams are split into this many contiguous shards, each
+    /// carrying its own state and computed on its own thread, and the shard gradients are
+    /// averaged by stream count. 1 (the default) runs on the calling thread and draws the
+    /// dropout masks from the trainer's RNG directly; with more, shard `k` of an update draws
+    /// them from a generator seeded by the `k`-th value the trainer's RNG gives for that
+    /// update, so a run is reproducible for a given thread count.
+    pub threads: usize,
 }
 
 impl Default for CharLmTrainConfig {
@@ -1221,6 +1228,7 @@ impl Default for CharLmTrainConfig {
                 ..ScheduleConfig::default()
             },
             max_bad_steps: 5,
+            threads: 1,
         }
     }
 }
@@ -1246,6 +1254,15 @@ impl CharLmTrainConfig {
         }
         if self.max_bad_steps == 0 {
             return Err(TrainError::config("train.max_bad_steps", "must be at least 1"));
+        }
+        if self.threads == 0 || self.threads > self.batch {
+            return Err(TrainError::config(
+                "train.threads",
+                format!(
+                    "must be in 1..={} (the streams per update), got {}",
+                    self.batch, self.threads
+                ),
+            ));
         }
         self.optimizer.validate()?;
         self.schedule.validate()
@@ -1386,28 +1403,17 @@ impl CharLmTrainer {
         }
         model.check_ids("ids", ids)?;
         let per_epoch = self.cfg.steps_per_epoch(ids.len());
-        let mut state = model.zero_state(b);
-        let (mut inputs, mut targets) = (Vec::new(), Vec::new());
+        let mut shards = Shard::split(model, b, self.cfg.threads);
         let (mut loss_sum, mut chars, mut steps, mut bad) = (0.0f64, 0usize, 0usize, 0usize);
         for (k, pos) in (0..len).step_by(bptt).enumerate() {
             if self.finished() {
                 break;
             }
             let time = bptt.min(len - pos);
-            inputs.clear();
-            targets.clear();
-            for s in 0..b {
-                let at = s * len + pos;
-                inputs.extend_from_slice(&ids[at..at + time]);
-                targets.extend_from_slice(&ids[at + 1..at + 1 + time]);
+            for sh in &mut shards {
+                sh.fill(ids, len, pos, time);
             }
-            let chunk = Chunk {
-                inputs: &inputs,
-                targets: &targets,
-                batch: b,
-                time,
-            };
-            let mut out = model.forward_backward(&chunk, &state, Some(&mut *rng))?;
+            let mut out = Shard::forward_backward(model, &mut shards, b, time, rng)?;
             let norm = {
                 let mut gs: Vec<&mut [f32]> = out.grads.iter_mut().map(|g| g.as_mut_slice()).collect();
                 if self.cfg.clip > 0.0 {
@@ -1425,7 +1431,7 @@ impl CharLmTrainer {
                         step: self.step,
                     });
                 }
-                state = model.zero_state(b);
+                shards = Shard::split(model, b, self.cfg.threads);
                 continue;
             }
             bad = 0;
@@ -1449,7 +1455,6 @@ impl CharLmTrainer {
             loss_sum += out.loss * (b * time) as f64;
             chars += b * time;
             steps += 1;
-            state = out.state;
         }
         Ok(EpochStats {
             loss: if chars > 0 { loss_sum / chars as f64 } else { f64::NAN },
@@ -1457,5 +1462,120 @@ impl CharLmTrainer {
             steps,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+}
+
+/// A contiguous group of a trainer's streams with its own carried state and chunk buffers
+/// (one per [`CharLmTrainConfig::threads`]).
+struct Shard {
+    /// First stream.
+    first: usize,
+    /// Streams.
+    batch: usize,
+    state: LmState,
+    inputs: Vec<usize>,
+    targets: Vec<usize>,
+}
+
+impl Shard {
+    /// `b` streams in `threads` contiguous shards (the first `b mod threads` one stream
+    /// larger), each from the zero state.
+    fn split(model: &CharLm, b: usize, threads: usize) -> Vec<Shard> {
+        let t = threads.clamp(1, b.max(1));
+        let mut first = 0;
+        (0..t)
+            .map(|k| {
+                let batch = b / t + usize::from(k < b % t);
+                let sh = Shard {
+                    first,
+                    batch,
+                    state: model.zero_state(batch),
+                    inputs: Vec::new(),
+                    targets: Vec::new(),
+                };
+                first += batch;
+                sh
+            })
+            .collect()
+    }
+
+    /// Loads steps `pos .. pos + time` of this shard's streams (stream `s` is
+    /// `ids[s·len ..]`).
+    fn fill(&mut self, ids: &[usize], len: usize, pos: usize, time: usize) {
+        self.inputs.clear();
+        self.targets.clear();
+        for s in self.first..self.first + self.batch {
+            let at = s * len + pos;
+            self.inputs.extend_from_slice(&ids[at..at + time]);
+            self.targets.extend_from_slice(&ids[at + 1..at + 1 + time]);
+        }
+    }
+
+    fn chunk(&self, time: usize) -> Chunk<'_> {
+        Chunk {
+            inputs: &self.inputs,
+            targets: &self.targets,
+            batch: self.batch,
+            time,
+        }
+    }
+
+    /// One update's loss and gradients over all shards (`b` streams in all), each shard's
+    /// state advanced. One shard runs on the calling thread with `rng`; several run on scoped
+    /// threads with generators seeded from `rng`, and their losses and gradients are averaged
+    /// weighted by stream count (every shard has the same number of steps).
+    fn forward_backward(
+        model: &CharLm,
+        shards: &mut [Shard],
+        b: usize,
+        time: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<StepOut> {
+        if let [sh] = shards {
+            let out = model.forward_backward(&sh.chunk(time), &sh.state, Some(rng))?;
+            sh.state = out.state.clone();
+            return Ok(out);
+        }
+        let mut rngs: Vec<ChaCha8Rng> = shards
+            .iter()
+            .map(|_| ChaCha8Rng::seed_from_u64(rng.random::<u64>()))
+            .collect();
+        let outs: Vec<Result<StepOut>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = shards
+                .iter()
+                .zip(&mut rngs)
+                .map(|(sh, r)| scope.spawn(move || model.forward_backward(&sh.chunk(time), &sh.state, Some(r))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("language-model shard panicked"))
+                .collect()
+        });
+        let mut total: Option<StepOut> = None;
+        for (sh, out) in shards.iter_mut().zip(outs) {
+            let out = out?;
+            let f = sh.batch as f64 / b as f64;
+            sh.state = out.state.clone();
+            match &mut total {
+                None => {
+                    let mut t = out;
+                    t.loss *= f;
+                    for g in &mut t.grads {
+                        g.as_mut_slice().iter_mut().for_each(|v| *v *= f as f32);
+                    }
+                    total = Some(t);
+                }
+                Some(t) => {
+                    t.loss += out.loss * f;
+                    for (a, g) in t.grads.iter_mut().zip(&out.grads) {
+                        a.as_mut_slice()
+                            .iter_mut()
+                            .zip(g.as_slice())
+                            .for_each(|(a, &g)| *a += g * f as f32);
+                    }
+                }
+            }
+        }
+        Ok(total.expect("at least one shard"))
     }
 }
