@@ -27,6 +27,7 @@ pub mod par;
 pub mod quant;
 pub mod reference;
 mod scalar;
+mod shapes;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 

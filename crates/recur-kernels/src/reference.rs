@@ -159,11 +159,7 @@ pub fn rnn_bwd<T: Float>(n: usize, h: usize, h_out: &[T], dh: &[T], relu: bool, 
 pub fn gru_fwd<T: Float>(n: usize, h: usize, gi: &[T], gh: &[T], h_prev: &[T], h_out: &mut [T], cache: &mut [T]) {
     let g = GRU_GATES * h;
     let cw = GRU_CACHE * h;
-    assert!(gi.len() >= n * g && gh.len() >= n * g, "gru_fwd: gate shapes");
-    assert!(
-        h_prev.len() >= n * h && h_out.len() >= n * h && cache.len() >= n * cw,
-        "gru_fwd: state shapes"
-    );
+    crate::shapes::gru_fwd(n, h, gi.len(), gh.len(), h_prev.len(), h_out.len(), cache.len());
     for b in 0..n {
         let (gi, gh) = (&gi[b * g..(b + 1) * g], &gh[b * g..(b + 1) * g]);
         let c = &mut cache[b * cw..(b + 1) * cw];
@@ -202,13 +198,15 @@ pub fn gru_bwd<T: Float>(
 ) {
     let g = GRU_GATES * h;
     let cw = GRU_CACHE * h;
-    assert!(
-        cache.len() >= n * cw && dgi.len() >= n * g && dgh.len() >= n * g,
-        "gru_bwd: gate shapes"
-    );
-    assert!(
-        h_prev.len() >= n * h && dh.len() >= n * h && dh_prev.len() >= n * h,
-        "gru_bwd: state shapes"
+    crate::shapes::gru_bwd(
+        n,
+        h,
+        cache.len(),
+        h_prev.len(),
+        dh.len(),
+        dgi.len(),
+        dgh.len(),
+        dh_prev.len(),
     );
     let one = T::one();
     for b in 0..n {

@@ -163,11 +163,7 @@ fn relu8(a: __m256) -> __m256 {
 pub fn gru_fwd(n: usize, h: usize, gi: &[f32], gh: &[f32], h_prev: &[f32], h_out: &mut [f32], cache: &mut [f32]) {
     let g = GRU_GATES * h;
     let cw = GRU_CACHE * h;
-    assert!(gi.len() >= n * g && gh.len() >= n * g, "gru_fwd: gate shapes");
-    assert!(
-        h_prev.len() >= n * h && h_out.len() >= n * h && cache.len() >= n * cw,
-        "gru_fwd: state shapes"
-    );
+    crate::shapes::gru_fwd(n, h, gi.len(), gh.len(), h_prev.len(), h_out.len(), cache.len());
     require_avx2_fma();
     for b in 0..n {
         let (gi, gh) = (&gi[b * g..(b + 1) * g], &gh[b * g..(b + 1) * g]);
@@ -263,13 +259,15 @@ pub fn gru_bwd(
 ) {
     let g = GRU_GATES * h;
     let cw = GRU_CACHE * h;
-    assert!(
-        cache.len() >= n * cw && dgi.len() >= n * g && dgh.len() >= n * g,
-        "gru_bwd: gate shapes"
-    );
-    assert!(
-        h_prev.len() >= n * h && dh.len() >= n * h && dh_prev.len() >= n * h,
-        "gru_bwd: state shapes"
+    crate::shapes::gru_bwd(
+        n,
+        h,
+        cache.len(),
+        h_prev.len(),
+        dh.len(),
+        dgi.len(),
+        dgh.len(),
+        dh_prev.len(),
     );
     require_avx2_fma();
     for b in 0..n {
