@@ -1,0 +1,416 @@
+//! Truncated-BPTT training of a [`CharLm`] over contiguous streams: the settings, the
+//! trainer (optimizer state, schedule, step count) and the shards that split the streams over
+//! threads.
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{CharLm, Chunk, LmState, StepOut};
+use crate::clip::clip_grad_norm;
+use crate::error::{Result, TrainError};
+use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+use crate::params::Module;
+use crate::schedule::{Decay, ScheduleConfig};
+
+/// Training settings for [`CharLmTrainer`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CharLmTrainConfig {
+    /// Parallel streams per update.
+    pub batch: usize,
+    /// Truncated-BPTT chunk length (steps per update).
+    pub bptt: usize,
+    /// Passes over the training text (used for the schedule's length).
+    pub epochs: usize,
+    /// Clip the global gradient norm to this (0 = no clipping).
+    pub clip: f32,
+    /// Optimizer (Adam or AdamW recommended).
+    pub optimizer: OptimizerConfig,
+    /// Learning-rate schedule; a linear or cosine decay without `total_steps` spans the whole
+    /// run (`epochs` × updates per epoch).
+    pub schedule: ScheduleConfig,
+    /// Consecutive non-finite losses or gradients (each skipped, the state reset) before
+    /// training stops with [`TrainError::Diverged`].
+    pub max_bad_steps: usize,
+    /// Threads per update: the streams are split into this many contiguous shards, each
+    /// carrying its own state and computed on its own thread, and the shard gradients are
+    /// averaged by stream count. 1 (the default) runs on the calling thread and draws the
+    /// dropout masks from the trainer's RNG directly; with more, shard `k` of an update draws
+    /// them from a generator seeded by the `k`-th value the trainer's RNG gives for that
+    /// update, so a run is reproducible for a given thread count.
+    pub threads: usize,
+}
+
+impl Default for CharLmTrainConfig {
+    fn default() -> Self {
+        CharLmTrainConfig {
+            batch: 16,
+            bptt: 100,
+            epochs: 1,
+            clip: 1.0,
+            optimizer: OptimizerConfig {
+                kind: OptimizerKind::Adam,
+                lr: 3e-3,
+                ..OptimizerConfig::default()
+            },
+            schedule: ScheduleConfig {
+                warmup_steps: 100,
+                decay: Decay::Cosine,
+                min_factor: 0.05,
+                ..ScheduleConfig::default()
+            },
+            max_bad_steps: 5,
+            threads: 1,
+        }
+    }
+}
+
+impl CharLmTrainConfig {
+    /// Checks every field; errors name the field as `train.<field>` (or `optimizer.*`,
+    /// `schedule.*`).
+    pub fn validate(&self) -> Result<()> {
+        if self.batch == 0 {
+            return Err(TrainError::config("train.batch", "must be at least 1"));
+        }
+        if self.bptt == 0 {
+            return Err(TrainError::config("train.bptt", "must be at least 1"));
+        }
+        if self.epochs == 0 {
+            return Err(TrainError::config("train.epochs", "must be at least 1"));
+        }
+        if !(self.clip.is_finite() && self.clip >= 0.0) {
+            return Err(TrainError::config(
+                "train.clip",
+                format!("must be a finite number ≥ 0, got {}", self.clip),
+            ));
+        }
+        if self.max_bad_steps == 0 {
+            return Err(TrainError::config("train.max_bad_steps", "must be at least 1"));
+        }
+        if self.threads == 0 || self.threads > self.batch {
+            return Err(TrainError::config(
+                "train.threads",
+                format!(
+                    "must be in 1..={} (the streams per update), got {}",
+                    self.batch, self.threads
+                ),
+            ));
+        }
+        self.optimizer.validate()?;
+        self.schedule.validate()
+    }
+
+    /// Steps per stream (`⌊(n − 1) / batch⌋`) for `n` training characters.
+    pub fn stream_len(&self, n: usize) -> usize {
+        n.saturating_sub(1) / self.batch.max(1)
+    }
+
+    /// Updates per epoch over `n` training characters.
+    pub fn steps_per_epoch(&self, n: usize) -> usize {
+        self.stream_len(n).div_ceil(self.bptt.max(1))
+    }
+}
+
+/// What one update did, passed to the progress callback.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepInfo {
+    /// Global update index (0-based).
+    pub step: u64,
+    /// Update index within the epoch.
+    pub epoch_step: usize,
+    /// Updates per epoch.
+    pub steps_per_epoch: usize,
+    /// Mean cross-entropy of the chunk (nats).
+    pub loss: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f32,
+    /// Learning rate used.
+    pub lr: f64,
+}
+
+/// One epoch's summary.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    /// Mean training cross-entropy per character (nats), over the updates taken.
+    pub loss: f64,
+    /// Characters trained on.
+    pub chars: usize,
+    /// Updates taken (skipped non-finite steps excluded).
+    pub steps: usize,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// Truncated-BPTT training of a [`CharLm`]: optimizer state, schedule and step count.
+#[derive(Clone, Debug)]
+pub struct CharLmTrainer {
+    cfg: CharLmTrainConfig,
+    optim: Optimizer,
+    step: u64,
+    total_steps: u64,
+}
+
+impl CharLmTrainer {
+    /// A trainer for `train_chars` training characters (sets the schedule's length).
+    pub fn new(cfg: CharLmTrainConfig, train_chars: usize) -> Result<Self> {
+        cfg.validate()?;
+        if cfg.stream_len(train_chars) == 0 {
+            return Err(TrainError::Invalid(format!(
+                "{train_chars} training characters cannot fill {} streams (need at least {})",
+                cfg.batch,
+                cfg.batch + 1
+            )));
+        }
+        let total_steps = (cfg.epochs * cfg.steps_per_epoch(train_chars)) as u64;
+        Ok(CharLmTrainer {
+            optim: Optimizer::new(cfg.optimizer.clone())?,
+            cfg,
+            step: 0,
+            total_steps,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &CharLmTrainConfig {
+        &self.cfg
+    }
+
+    /// Updates taken so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// The run's length in updates: the schedule decays over it and training stops there.
+    /// `epochs` × updates per epoch unless set with [`CharLmTrainer::set_total_steps`].
+    pub fn total_steps(&self) -> u64 {
+        self.total_steps
+    }
+
+    /// Sets the run's length in updates (at least 1): the schedule spans it and
+    /// [`CharLmTrainer::train_epoch`] stops once it is reached, possibly inside an epoch.
+    pub fn set_total_steps(&mut self, total: u64) {
+        self.total_steps = total.max(1);
+    }
+
+    /// Whether the run's length has been reached.
+    pub fn finished(&self) -> bool {
+        self.step >= self.total_steps
+    }
+
+    /// One pass over `ids` (the encoded training text): `batch` contiguous streams, chunks of
+    /// `bptt` steps, the state carried (detached) between chunks and zero at the start of the
+    /// epoch. Dropout masks are drawn from `rng`. `on_step` sees every update. The pass ends
+    /// early when [`CharLmTrainer::total_steps`] is reached.
+    pub fn train_epoch(
+        &mut self,
+        model: &mut CharLm,
+        ids: &[usize],
+        rng: &mut ChaCha8Rng,
+        mut on_step: impl FnMut(&StepInfo),
+    ) -> Result<EpochStats> {
+        self.train_epoch_with(model, ids, rng, |s| {
+            on_step(s);
+            None
+        })
+    }
+
+    /// [`CharLmTrainer::train_epoch`] whose callback may return a new
+    /// [`CharLmTrainer::total_steps`] (e.g. fitted to a time budget once the speed is known),
+    /// applied from the next update on.
+    pub fn train_epoch_with(
+        &mut self,
+        model: &mut CharLm,
+        ids: &[usize],
+        rng: &mut ChaCha8Rng,
+        mut on_step: impl FnMut(&StepInfo) -> Option<u64>,
+    ) -> Result<EpochStats> {
+        let started = Instant::now();
+        let (b, bptt) = (self.cfg.batch, self.cfg.bptt);
+        let len = self.cfg.stream_len(ids.len());
+        if len == 0 {
+            return Err(TrainError::Invalid(format!(
+                "{} training characters cannot fill {b} streams",
+                ids.len()
+            )));
+        }
+        model.check_ids("ids", ids)?;
+        let per_epoch = self.cfg.steps_per_epoch(ids.len());
+        let mut shards = Shard::split(model, b, self.cfg.threads);
+        let (mut loss_sum, mut chars, mut steps, mut bad) = (0.0f64, 0usize, 0usize, 0usize);
+        for (k, pos) in (0..len).step_by(bptt).enumerate() {
+            if self.finished() {
+                break;
+            }
+            let time = bptt.min(len - pos);
+            for sh in &mut shards {
+                sh.fill(ids, len, pos, time);
+            }
+            let mut out = Shard::forward_backward(model, &mut shards, b, time, rng)?;
+            let norm = {
+                let mut gs: Vec<&mut [f32]> = out.grads.iter_mut().map(|g| g.as_mut_slice()).collect();
+                if self.cfg.clip > 0.0 {
+                    clip_grad_norm(&mut gs, self.cfg.clip)
+                } else {
+                    crate::clip::global_norm(gs.iter().map(|g| &**g))
+                }
+            };
+            let lr = self.cfg.optimizer.lr * self.cfg.schedule.factor(self.step, self.total_steps);
+            if !(out.loss.is_finite() && norm.is_finite()) {
+                bad += 1;
+                if bad >= self.cfg.max_bad_steps {
+                    return Err(TrainError::Diverged {
+                        consecutive: bad,
+                        step: self.step,
+                    });
+                }
+                shards = Shard::split(model, b, self.cfg.threads);
+                continue;
+            }
+            bad = 0;
+            {
+                let grads: Vec<&[f32]> = out.grads.iter().map(|g| g.as_slice()).collect();
+                let mut params: Vec<&mut [f32]> = model.buffers_mut().into_iter().map(|p| p.as_mut_slice()).collect();
+                self.optim.step(lr, &mut params, &grads);
+            }
+            let total = on_step(&StepInfo {
+                step: self.step,
+                epoch_step: k,
+                steps_per_epoch: per_epoch,
+                loss: out.loss,
+                grad_norm: norm,
+                lr,
+            });
+            if let Some(t) = total {
+                self.set_total_steps(t);
+            }
+            self.step += 1;
+            loss_sum += out.loss * (b * time) as f64;
+            chars += b * time;
+            steps += 1;
+        }
+        Ok(EpochStats {
+            loss: if chars > 0 { loss_sum / chars as f64 } else { f64::NAN },
+            chars,
+            steps,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// A contiguous group of a trainer's streams with its own carried state and chunk buffers
+/// (one per [`CharLmTrainConfig::threads`]).
+struct Shard {
+    /// First stream.
+    first: usize,
+    /// Streams.
+    batch: usize,
+    state: LmState,
+    inputs: Vec<usize>,
+    targets: Vec<usize>,
+}
+
+impl Shard {
+    /// `b` streams in `threads` contiguous shards (the first `b mod threads` one stream
+    /// larger), each from the zero state.
+    fn split(model: &CharLm, b: usize, threads: usize) -> Vec<Shard> {
+        let t = threads.clamp(1, b.max(1));
+        let mut first = 0;
+        (0..t)
+            .map(|k| {
+                let batch = b / t + usize::from(k < b % t);
+                let sh = Shard {
+                    first,
+                    batch,
+                    state: model.zero_state(batch),
+                    inputs: Vec::new(),
+                    targets: Vec::new(),
+                };
+                first += batch;
+                sh
+            })
+            .collect()
+    }
+
+    /// Loads steps `pos .. pos + time` of this shard's streams (stream `s` is
+    /// `ids[s·len ..]`).
+    fn fill(&mut self, ids: &[usize], len: usize, pos: usize, time: usize) {
+        self.inputs.clear();
+        self.targets.clear();
+        for s in self.first..self.first + self.batch {
+            let at = s * len + pos;
+            self.inputs.extend_from_slice(&ids[at..at + time]);
+            self.targets.extend_from_slice(&ids[at + 1..at + 1 + time]);
+        }
+    }
+
+    fn chunk(&self, time: usize) -> Chunk<'_> {
+        Chunk {
+            inputs: &self.inputs,
+            targets: &self.targets,
+            batch: self.batch,
+            time,
+        }
+    }
+
+    /// One update's loss and gradients over all shards (`b` streams in all), each shard's
+    /// state advanced. One shard runs on the calling thread with `rng`; several run on scoped
+    /// threads with generators seeded from `rng`, and their losses and gradients are averaged
+    /// weighted by stream count (every shard has the same number of steps).
+    fn forward_backward(
+        model: &CharLm,
+        shards: &mut [Shard],
+        b: usize,
+        time: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<StepOut> {
+        if let [sh] = shards {
+            let out = model.forward_backward(&sh.chunk(time), &sh.state, Some(rng))?;
+            sh.state = out.state.clone();
+            return Ok(out);
+        }
+        let mut rngs: Vec<ChaCha8Rng> = shards
+            .iter()
+            .map(|_| ChaCha8Rng::seed_from_u64(rng.random::<u64>()))
+            .collect();
+        let outs: Vec<Result<StepOut>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = shards
+                .iter()
+                .zip(&mut rngs)
+                .map(|(sh, r)| scope.spawn(move || model.forward_backward(&sh.chunk(time), &sh.state, Some(r))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("language-model shard panicked"))
+                .collect()
+        });
+        let mut total: Option<StepOut> = None;
+        for (sh, out) in shards.iter_mut().zip(outs) {
+            let out = out?;
+            let f = sh.batch as f64 / b as f64;
+            sh.state = out.state.clone();
+            match &mut total {
+                None => {
+                    let mut t = out;
+                    t.loss *= f;
+                    for g in &mut t.grads {
+                        g.as_mut_slice().iter_mut().for_each(|v| *v *= f as f32);
+                    }
+                    total = Some(t);
+                }
+                Some(t) => {
+                    t.loss += out.loss * f;
+                    for (a, g) in t.grads.iter_mut().zip(&out.grads) {
+                        a.as_mut_slice()
+                            .iter_mut()
+                            .zip(g.as_slice())
+                            .for_each(|(a, &g)| *a += g * f as f32);
+                    }
+                }
+            }
+        }
+        Ok(total.expect("at least one shard"))
+    }
+}
