@@ -4,7 +4,6 @@
 //! Measurements are kept short with `--seconds 0.05`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -15,43 +14,8 @@ use recur_train::supervised::Task;
 use recur_train::Module;
 use serde_json::{json, Value};
 
-fn recur(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_recur"))
-        .args(args.iter().map(|a| a.as_ref()))
-        .output()
-        .expect("spawn recur")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_ok(o: &Output) -> String {
-    assert!(o.status.success(), "recur failed ({:?}):\n{}", o.status, stderr(o));
-    stdout(o)
-}
-
-/// Asserts a runtime failure (exit code 1, `error:` prefix) whose message contains every
-/// needle.
-#[track_caller]
-fn assert_fails_with(o: &Output, needles: &[&str]) {
-    let msg = stderr(o);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "expected exit code 1, got {:?}; stderr:\n{msg}",
-        o.status
-    );
-    assert!(msg.starts_with("error: "), "{msg}");
-    for n in needles {
-        assert!(msg.contains(n), "stderr does not mention {n:?}:\n{msg}");
-    }
-}
+mod cli_support;
+use cli_support::{assert_fails_with, assert_ok, recur};
 
 /// A model directory holding a 2-layer bidirectional GRU, hidden 16.
 fn model_dir(root: &Path) -> PathBuf {

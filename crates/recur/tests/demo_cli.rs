@@ -3,26 +3,11 @@
 //! the report, and the checkpoint's preprocessing round trip.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-fn recur(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_recur"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run recur")
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "recur failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
+mod cli_support;
+use cli_support::{assert_ok, recur};
 
 fn check_run(dir: &Path) -> Value {
     let m: Value = serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
@@ -50,7 +35,7 @@ fn check_run(dir: &Path) -> Value {
     // ticket by default.
     let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("model/manifest.json")).unwrap()).unwrap();
     let recorded = &manifest["preprocessing"]["lengths"];
-    let bench = ok(&recur(&[
+    let bench = assert_ok(&recur(&[
         &"bench",
         &"--model",
         &dir.join("model"),
@@ -88,7 +73,7 @@ fn demo_on_generated_and_on_user_logs() {
     let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
         vec![&"demo", &"--tickets", &"4000", &"--seed", &"3", &"--out", &run];
     args.extend(small.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>));
-    let out = ok(&recur(&args));
+    let out = assert_ok(&recur(&args));
     assert!(out.contains("holdout AUC: BiGRU"), "{out}");
     let first = check_run(&run);
 
@@ -98,7 +83,7 @@ fn demo_on_generated_and_on_user_logs() {
     let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
         vec![&"demo", &"--data", &data, &"--out", &run2, &"--set", &"training.seed=3"];
     args.extend(small.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>));
-    ok(&recur(&args));
+    assert_ok(&recur(&args));
     let second = check_run(&run2);
     assert_eq!(
         first["holdout"]["gbdt_auc"], second["holdout"]["gbdt_auc"],
@@ -131,7 +116,7 @@ fn demo_on_generated_and_on_user_logs() {
         &"training.seed=3",
     ];
     args.extend(small.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>));
-    let out = ok(&recur(&args));
+    let out = assert_ok(&recur(&args));
     assert!(out.contains("skipped 1 bad rows"), "{out}");
     let third = check_run(&run3);
     assert_eq!(third["input"]["bad_rows"], 1);

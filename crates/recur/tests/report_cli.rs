@@ -4,43 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
 use recur::report::{self, ScoreRow};
 use recur_train::metrics::{average_precision, brier_score, roc_auc};
 use recur_train::trainer::EpochRecord;
 use serde_json::Value;
 
-fn recur(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_recur"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run recur")
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "recur failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn fails(o: &Output, needles: &[&str]) -> String {
-    assert!(
-        !o.status.success(),
-        "expected failure: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    let e = String::from_utf8_lossy(&o.stderr).into_owned();
-    for n in needles {
-        assert!(e.contains(n), "stderr lacks `{n}`: {e}");
-    }
-    e
-}
+mod cli_support;
+use cli_support::{assert_fails, assert_ok, recur};
 
 /// A small deterministic generator (no dependence on rand's stream).
 struct Lcg(u64);
@@ -156,7 +127,7 @@ fn full_report_has_five_figures_and_exact_metrics() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let rows = full_run(dir);
-    let stdout = ok(&recur(&[
+    let stdout = assert_ok(&recur(&[
         &"report",
         &"--run",
         &dir,
@@ -238,7 +209,7 @@ fn full_report_has_five_figures_and_exact_metrics() {
     assert_eq!(l["p50_t9"], 0.1, "pre-existing latency key kept");
 
     // Idempotent: a second run gives the same page and the same metrics.
-    ok(&recur(&[
+    assert_ok(&recur(&[
         &"report",
         &"--run",
         &dir,
@@ -255,7 +226,7 @@ fn report_works_without_the_optional_files() {
     let dir = tmp.path();
     let rows = synthetic_scores(200);
     report::write_scores(&dir.join("holdout_scores.csv"), &rows).unwrap();
-    let stdout = ok(&recur(&[&"report", &"--run", &dir]));
+    let stdout = assert_ok(&recur(&[&"report", &"--run", &dir]));
     assert!(
         stdout.contains("note: no metrics.jsonl") && stdout.contains("note: no latency.json"),
         "{stdout}"
@@ -274,7 +245,7 @@ fn report_works_without_the_optional_files() {
         r#"{"lengths": {"18": {"median_ms": 0.2, "p95_ms": 0.3, "p99_ms": 0.4}}}"#,
     )
     .unwrap();
-    ok(&recur(&[&"report", &"--run", &dir]));
+    assert_ok(&recur(&[&"report", &"--run", &dir]));
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 3);
     assert!(html.contains("No latency histogram") && html.contains("id=\"p50-t18\">0.200</td>"));
@@ -286,13 +257,13 @@ fn error_paths_name_the_file_and_line() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
 
-    fails(
+    assert_fails(
         &recur(&[&"report", &"--run", &dir.join("nope")]),
         &["--run", "no such directory"],
     );
 
     std::fs::write(dir.join("latency.json"), latency_json()).unwrap();
-    fails(
+    assert_fails(
         &recur(&[&"report", &"--run", &dir]),
         &["holdout_scores.csv", "not found"],
     );
@@ -303,22 +274,22 @@ fn error_paths_name_the_file_and_line() {
         "ticket_id,cut_ms,label,bigru,gbdt\nA,1,1,0.9,0.8\nB,2,0,0.7x,0.2\nC,3,0,0.1,0.3\n",
     )
     .unwrap();
-    fails(
+    assert_fails(
         &recur(&[&"report", &"--run", &dir]),
         &["holdout_scores.csv:3:", "bigru `0.7x` is not a number"],
     );
     std::fs::write(&scores, "ticket_id,cut_ms,label,bigru,gbdt\nA,1,1,0.9,0.8\nB,2,0,0.7\n").unwrap();
-    fails(
+    assert_fails(
         &recur(&[&"report", &"--run", &dir]),
         &["holdout_scores.csv:3:", "expected 5 fields"],
     );
     std::fs::write(&scores, "ticket_id,cut_ms,label,bigru,gbdt\nA,1,yes,0.9,0.8\n").unwrap();
-    fails(
+    assert_fails(
         &recur(&[&"report", &"--run", &dir]),
         &["holdout_scores.csv:2:", "label `yes` is not 0 or 1"],
     );
     std::fs::write(&scores, "ticket_id,cut_ms,label,bigru,gbdt\nA,1,1,0.9,1.2\n").unwrap();
-    fails(
+    assert_fails(
         &recur(&[&"report", &"--run", &dir]),
         &["holdout_scores.csv:2:", "gbdt 1.2 is outside [0, 1]"],
     );
@@ -328,7 +299,7 @@ fn error_paths_name_the_file_and_line() {
         .map(|r| ScoreRow { label: false, ..r })
         .collect();
     report::write_scores(&scores, &one_class).unwrap();
-    fails(
+    assert_fails(
         &recur(&[&"report", &"--run", &dir]),
         &["holdout_scores.csv", "all 50 holdout rows have label 0", "both classes"],
     );
@@ -339,7 +310,7 @@ fn error_paths_name_the_file_and_line() {
         "{\"epoch\": 1, \"train_loss\": 0.5}\n{\"epoch\": \"x\"}\n",
     )
     .unwrap();
-    fails(
+    assert_fails(
         &recur(&[&"report", &"--run", &dir]),
         &["metrics.jsonl:2:", "invalid type"],
     );
@@ -349,7 +320,7 @@ fn error_paths_name_the_file_and_line() {
         "{\"lengths\": {\"18\": {\"median_ms\": 0.2}}}",
     )
     .unwrap();
-    fails(&recur(&[&"report", &"--run", &dir]), &["latency.json", "p95_ms"]);
+    assert_fails(&recur(&[&"report", &"--run", &dir]), &["latency.json", "p95_ms"]);
     assert!(!dir.join("report.html").exists(), "nothing written on error");
     assert!(!dir.join("metrics.json").exists(), "nothing written on error");
 }

@@ -3,35 +3,11 @@
 //! paths on small synthetic files.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-fn recur(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_recur"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run recur")
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "recur failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn fails(o: &Output, needles: &[&str]) {
-    assert!(!o.status.success(), "expected failure");
-    let e = String::from_utf8_lossy(&o.stderr);
-    for n in needles {
-        assert!(e.contains(n), "stderr lacks `{n}`: {e}");
-    }
-}
+mod cli_support;
+use cli_support::{assert_fails, assert_ok, recur};
 
 fn datasets() -> Option<PathBuf> {
     let candidates = [
@@ -55,7 +31,7 @@ fn run_ts(name: &str, min_accuracy: f64) {
     let out = tmp.path().join("run");
     let train = d.join(format!("{name}/{name}_TRAIN.ts"));
     let test = d.join(format!("{name}/{name}_TEST.ts"));
-    ok(&recur(&[
+    assert_ok(&recur(&[
         &"train", &"--train", &train, &"--test", &test, &"--out", &out,
     ]));
     let m = metrics(&out);
@@ -76,9 +52,9 @@ fn run_ts(name: &str, min_accuracy: f64) {
     }
     // `recur eval` on the test file reproduces the recorded accuracy from the checkpoint alone.
     let model = out.join("model");
-    let e: Value = serde_json::from_str(&ok(&recur(&[&"eval", &"--model", &model, &"--data", &test]))).unwrap();
+    let e: Value = serde_json::from_str(&assert_ok(&recur(&[&"eval", &"--model", &model, &"--data", &test]))).unwrap();
     assert_eq!(e["metrics"]["accuracy"].as_f64().unwrap(), acc);
-    let p = ok(&recur(&[&"predict", &"--model", &model, &"--data", &test, &"--json"]));
+    let p = assert_ok(&recur(&[&"predict", &"--model", &model, &"--data", &test, &"--json"]));
     assert_eq!(p.lines().count(), m["test_series"].as_u64().unwrap() as usize);
 }
 
@@ -98,7 +74,7 @@ fn airline_forecast_beats_seasonal_naive() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("air");
     let csv = d.join("Airline/Airline.csv");
-    ok(&recur(&[&"train", &"--train", &csv, &"--out", &out]));
+    assert_ok(&recur(&[&"train", &"--train", &csv, &"--out", &out]));
     let m = metrics(&out);
     let (mae, naive) = (
         m["test"]["mae"].as_f64().unwrap(),
@@ -110,7 +86,7 @@ fn airline_forecast_beats_seasonal_naive() {
         "seasonal naive on the last 24 months is 71.25"
     );
     assert!(mae < naive, "GRU {mae} vs seasonal naive {naive}");
-    let p = ok(&recur(&[&"predict", &"--model", &out.join("model"), &"--data", &csv]));
+    let p = assert_ok(&recur(&[&"predict", &"--model", &out.join("model"), &"--data", &csv]));
     assert_eq!(p.lines().count(), 24);
 }
 
@@ -150,7 +126,7 @@ fn run_directory_config_and_errors() {
     let out = tmp.path().join("run");
     let cfg = tmp.path().join("recipe.toml");
     std::fs::write(&cfg, "[model]\nhidden_size = 8\n\n[training]\nepochs = 15\n").unwrap();
-    let printed = ok(&recur(&[
+    let printed = assert_ok(&recur(&[
         &"train",
         &"--config",
         &cfg,
@@ -162,7 +138,7 @@ fn run_directory_config_and_errors() {
     assert_eq!(resolved["model"]["hidden_size"].as_integer(), Some(8));
     assert_eq!(resolved["training"]["batch_size"].as_integer(), Some(8));
     assert_eq!(resolved["training"]["epochs"].as_integer(), Some(15));
-    ok(&recur(&[
+    assert_ok(&recur(&[
         &"train",
         &"--config",
         &cfg,
@@ -190,7 +166,7 @@ fn run_directory_config_and_errors() {
     );
     // Same seed, same model: the run is deterministic end to end.
     let out2 = tmp.path().join("run2");
-    ok(&recur(&[
+    assert_ok(&recur(&[
         &"train",
         &"--config",
         &cfg,
@@ -208,19 +184,19 @@ fn run_directory_config_and_errors() {
         std::fs::read(out2.join("model/weights.safetensors")).unwrap()
     );
 
-    fails(
+    assert_fails(
         &recur(&[&"train", &"--set", &"model.hiden_size=3", &"--print-config"]),
         &["hiden_size"],
     );
-    fails(
+    assert_fails(
         &recur(&[&"train", &"--set", &"model.dropout=2", &"--print-config"]),
         &["model.dropout"],
     );
-    fails(
+    assert_fails(
         &recur(&[&"train", &"--train", &train, &"--out", &out]),
         &["--test is required"],
     );
-    fails(
+    assert_fails(
         &recur(&[&"train", &"--train", &cfg, &"--test", &test, &"--out", &out]),
         &["unsupported extension"],
     );
@@ -230,11 +206,11 @@ fn run_directory_config_and_errors() {
         "@problemName X\n@classLabel true a b\n@data\n1,2,3:a\n1,x,3:b\n",
     )
     .unwrap();
-    fails(
+    assert_fails(
         &recur(&[&"train", &"--train", &broken, &"--test", &test, &"--out", &out]),
         &["broken.ts", ":5"],
     );
-    fails(
+    assert_fails(
         &recur(&[&"eval", &"--model", &tmp.path().join("nope"), &"--data", &test]),
         &["nope"],
     );
@@ -244,7 +220,7 @@ fn run_directory_config_and_errors() {
     let k = bytes.len() - 3;
     bytes[k] ^= 1;
     std::fs::write(&w, bytes).unwrap();
-    fails(
+    assert_fails(
         &recur(&[&"eval", &"--model", &out.join("model"), &"--data", &test]),
         &["weights.safetensors", "SHA-256"],
     );

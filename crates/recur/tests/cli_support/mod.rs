@@ -1,12 +1,13 @@
-//! Helpers shared by the CLI test binaries (`cli.rs`, `run_cli.rs`): running the `recur`
-//! binary, the PyTorch golden fixtures in `fixtures/rnn`, and scratch directories.
+//! Helpers shared by the CLI test binaries (`cli.rs`, `run_cli.rs`, `bench_cli.rs`,
+//! `demo_cli.rs`, `report_cli.rs`, `train_cli.rs`): running the `recur` binary and checking
+//! its outcome, the PyTorch golden fixtures in `fixtures/rnn`, and scratch directories.
 
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use ndarray::{ArrayD, IxDyn};
 use safetensors::tensor::TensorView;
@@ -16,20 +17,46 @@ pub const EXPECTED_CASES: usize = 120;
 pub const RTOL: f32 = 1e-5;
 pub const ATOL: f32 = 1e-6;
 
+/// Runs the `recur` binary with `args` and no standard input.
 pub fn recur(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_recur"))
         .args(args.iter().map(|a| a.as_ref()))
+        .stdin(Stdio::null())
         .output()
         .expect("spawn recur")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Asserts success; returns standard output.
 #[track_caller]
-pub fn assert_ok(o: &Output) {
-    assert!(o.status.success(), "recur failed ({:?}):\n{}", o.status, stderr(o));
+pub fn assert_ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "recur failed ({:?}):\n{}\n{}",
+        o.status,
+        stderr(o),
+        stdout(o)
+    );
+    stdout(o)
+}
+
+/// Asserts any failure (a runtime error or a command-line error) whose standard error
+/// contains every needle; returns standard error.
+#[track_caller]
+pub fn assert_fails(o: &Output, needles: &[&str]) -> String {
+    assert!(!o.status.success(), "expected failure; stdout:\n{}", stdout(o));
+    let msg = stderr(o);
+    for n in needles {
+        assert!(msg.contains(n), "stderr does not mention {n:?}:\n{msg}");
+    }
+    msg
 }
 
 /// Asserts a runtime failure (exit code 1, `error:` prefix) whose message contains every
