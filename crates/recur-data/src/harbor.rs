@@ -215,6 +215,35 @@ pub fn generate_annotated(cfg: &HarborConfig) -> (EventLog, Vec<TicketStory>) {
     (log, stories)
 }
 
+/// Per-cause evaluation subsets of labelled cut points from a generated log: for each cause
+/// that escalated a positive sample (in name order), the indices into `samples` of that cause's
+/// positives together with every negative. An AUC on such a subset says how well a model ranks
+/// that cause's escalations above the quiet cuts.
+///
+/// # Panics
+/// When a positive sample's ticket has no cause in `stories` (the two do not come from the same
+/// [`generate_annotated`] call).
+pub fn cause_subsets(samples: &[crate::labels::Sample], stories: &[TicketStory]) -> Vec<(String, Vec<usize>)> {
+    let cause = |i: usize| {
+        let c = stories[samples[i].ticket]
+            .cause
+            .expect("a positive cut's ticket has a cause");
+        format!("{c:?}")
+    };
+    let mut names: Vec<String> = (0..samples.len()).filter(|&i| samples[i].label).map(cause).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|c| {
+            let keep = (0..samples.len())
+                .filter(|&i| !samples[i].label || cause(i) == c)
+                .collect();
+            (c, keep)
+        })
+        .collect()
+}
+
 /// Headline statistics of a log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LogSummary {

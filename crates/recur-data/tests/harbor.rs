@@ -354,3 +354,45 @@ fn speed_generate_write_read_240k_tickets() {
         report.rows
     );
 }
+
+/// `cause_subsets`: one subset per cause among the positives, in name order, each holding that
+/// cause's positives and every negative.
+#[test]
+fn cause_subsets_pair_each_cause_with_every_negative() {
+    use recur_data::harbor::{cause_subsets, Topic};
+    use recur_data::labels::Sample;
+    let story = |cause| TicketStory {
+        topic: Topic::Billing,
+        incident: false,
+        cause,
+    };
+    let stories = vec![
+        story(Some(Cause::SlaBurst)),
+        story(None),
+        story(Some(Cause::Dispute)),
+        story(Some(Cause::SlaBurst)),
+    ];
+    let sample = |ticket, label| Sample {
+        ticket,
+        prefix_len: 1,
+        cut_ms: 0,
+        label,
+    };
+    // A negative cut of an escalating ticket (before its window) stays a negative.
+    let samples = vec![
+        sample(0, true),
+        sample(1, false),
+        sample(2, false),
+        sample(2, true),
+        sample(3, true),
+    ];
+    let subsets = cause_subsets(&samples, &stories);
+    assert_eq!(
+        subsets,
+        vec![
+            ("Dispute".to_string(), vec![1, 2, 3]),
+            ("SlaBurst".to_string(), vec![0, 1, 2, 4]),
+        ]
+    );
+    assert!(cause_subsets(&samples[1..3], &stories).is_empty());
+}

@@ -13,7 +13,7 @@ use recur::recipe::config::with_sets;
 use recur::recipe::escalation::{self, EscalationConfig};
 use recur::recipe::RunDir;
 use recur_data::features::Preprocessor;
-use recur_data::harbor::{generate_annotated, HarborConfig};
+use recur_data::harbor::{cause_subsets, generate_annotated, HarborConfig};
 use recur_data::split::split_log;
 use recur_train::metrics::roc_auc;
 
@@ -48,18 +48,7 @@ fn main() {
     let m = escalation::holdout_metrics(&yh, &pb, &pg).unwrap();
     println!("{}", serde_json::to_string(&m).unwrap());
     // Per cause: that cause's positives against every negative.
-    let mut causes: Vec<String> = s
-        .holdout
-        .iter()
-        .filter(|x| x.label)
-        .map(|x| format!("{:?}", stories[x.ticket].cause))
-        .collect();
-    causes.sort();
-    causes.dedup();
-    for c in causes {
-        let keep: Vec<usize> = (0..s.holdout.len())
-            .filter(|&i| !yh[i] || format!("{:?}", stories[s.holdout[i].ticket].cause) == c)
-            .collect();
+    for (c, keep) in cause_subsets(&s.holdout, &stories) {
         let y: Vec<bool> = keep.iter().map(|&i| yh[i]).collect();
         let sub = |p: &[f64]| keep.iter().map(|&i| p[i]).collect::<Vec<f64>>();
         println!(

@@ -8,7 +8,7 @@ use recur::recipe::escalation::{self, EscalationConfig};
 use recur_baseline::{train_with_validation, RowMatrix};
 use recur_data::aggregate::{AggregateFeaturizer, FeatureMatrix};
 use recur_data::features::Preprocessor;
-use recur_data::harbor::{generate_annotated, HarborConfig};
+use recur_data::harbor::{cause_subsets, generate_annotated, HarborConfig};
 use recur_data::split::split_log;
 use recur_train::metrics::roc_auc;
 
@@ -72,18 +72,7 @@ fn main() {
         .unwrap();
         let p = m.predict_proba(&RowMatrix::new(&h, xh.n_rows, k).unwrap()).unwrap();
         let mut line = format!("{label} ({k} features): AUC {:.4} |", roc_auc(&yh, &p).unwrap());
-        let mut causes: Vec<String> = s
-            .holdout
-            .iter()
-            .filter(|x| x.label)
-            .map(|x| format!("{:?}", stories[x.ticket].cause.unwrap()))
-            .collect();
-        causes.sort();
-        causes.dedup();
-        for c in causes {
-            let keep: Vec<usize> = (0..yh.len())
-                .filter(|&i| !yh[i] || format!("{:?}", stories[s.holdout[i].ticket].cause.unwrap()) == c)
-                .collect();
+        for (c, keep) in cause_subsets(&s.holdout, &stories) {
             let yy: Vec<bool> = keep.iter().map(|&i| yh[i]).collect();
             let pp: Vec<f64> = keep.iter().map(|&i| p[i]).collect();
             line += &format!(" {c} {:.3}", roc_auc(&yy, &pp).unwrap());

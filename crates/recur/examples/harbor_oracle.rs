@@ -40,7 +40,7 @@ use recur::recipe::escalation::{self, EscalationConfig};
 use recur_baseline::{train_with_validation, RowMatrix};
 use recur_data::aggregate::AggregateFeaturizer;
 use recur_data::features::Preprocessor;
-use recur_data::harbor::{generate_annotated, HarborConfig, Story, Trigger};
+use recur_data::harbor::{cause_subsets, generate_annotated, HarborConfig, Story, Trigger};
 use recur_data::labels::Sample;
 use recur_data::schema::Ticket;
 use recur_train::metrics::roc_auc;
@@ -54,7 +54,8 @@ const MINUTE_MS: f64 = 60_000.0;
 fn erfc(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * z);
-    let poly = t * (0.254_829_592 + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let poly =
+        t * (0.254_829_592 + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     let r = poly * (-z * z).exp();
     if x >= 0.0 {
         r
@@ -159,7 +160,15 @@ fn main() {
     let y: Vec<bool> = s.holdout.iter().map(|x| x.label).collect();
     let scores = |v: &[Sample]| -> Vec<f64> {
         v.iter()
-            .map(|x| oracle(&hcfg.story, &log.tickets[x.ticket], x.prefix_len, stories[x.ticket].incident, horizon))
+            .map(|x| {
+                oracle(
+                    &hcfg.story,
+                    &log.tickets[x.ticket],
+                    x.prefix_len,
+                    stories[x.ticket].incident,
+                    horizon,
+                )
+            })
             .collect()
     };
     let po = scores(&s.holdout);
@@ -176,7 +185,11 @@ fn main() {
         (data, m.n_rows)
     };
     let cols = agg.names().len() + 1;
-    let ((xt, nt), (xv, nv), (xh, nh)) = (with_oracle(&s.train), with_oracle(&s.validation), with_oracle(&s.holdout));
+    let ((xt, nt), (xv, nv), (xh, nh)) = (
+        with_oracle(&s.train),
+        with_oracle(&s.validation),
+        with_oracle(&s.holdout),
+    );
     let labels = |v: &[Sample]| v.iter().map(|x| x.label).collect::<Vec<bool>>();
     let m = train_with_validation(
         &RowMatrix::new(&xt, nt, cols).unwrap(),
@@ -196,13 +209,20 @@ fn main() {
             let num = |k: usize| f[k].parse::<f64>().unwrap_or_else(|e| panic!("{path}:{}: {e}", i + 1));
             rows.insert((f[0].to_string(), f[1].parse().unwrap()), (num(3), num(4)));
         }
-        assert_eq!(rows.len(), s.holdout.len(), "{path} is not this holdout (tickets/seed?)");
+        assert_eq!(
+            rows.len(),
+            s.holdout.len(),
+            "{path} is not this holdout (tickets/seed?)"
+        );
         let get = |x: &Sample| rows[&(log.tickets[x.ticket].id.clone(), x.cut_ms)];
         systems.push(("BiGRU", s.holdout.iter().map(|x| get(x).0).collect()));
         systems.push(("GBDT", s.holdout.iter().map(|x| get(x).1).collect()));
     }
     let pos = y.iter().filter(|&&v| v).count();
-    println!("{tickets} tickets, seed {seed}: {} holdout cuts, {pos} positive", y.len());
+    println!(
+        "{tickets} tickets, seed {seed}: {} holdout cuts, {pos} positive",
+        y.len()
+    );
     let line = |label: &str, keep: &[usize]| {
         let yy: Vec<bool> = keep.iter().map(|&i| y[i]).collect();
         let n = yy.iter().filter(|&&v| v).count();
@@ -214,18 +234,7 @@ fn main() {
         println!("{out}");
     };
     line("all", &(0..y.len()).collect::<Vec<_>>());
-    let mut causes: Vec<String> = s
-        .holdout
-        .iter()
-        .filter(|x| x.label)
-        .map(|x| format!("{:?}", stories[x.ticket].cause.unwrap()))
-        .collect();
-    causes.sort();
-    causes.dedup();
-    for c in causes {
-        let keep: Vec<usize> = (0..y.len())
-            .filter(|&i| !y[i] || format!("{:?}", stories[s.holdout[i].ticket].cause.unwrap()) == c)
-            .collect();
+    for (c, keep) in cause_subsets(&s.holdout, &stories) {
         line(&c, &keep);
     }
 }
