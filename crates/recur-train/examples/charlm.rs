@@ -34,6 +34,11 @@
 //! `preprocessing`, weights in safetensors); `--load DIR` skips training and evaluates and
 //! samples that model (static evaluation, `--segment-at`, dynamic evaluation, sample).
 //!
+//! Ensembles: `--ensemble DIR` (repeatable, with `--load DIR` as the first member) also scores
+//! the held-out text with the equal-weight mixture of the members' next-character
+//! distributions, static evaluation as above (reported separately and labelled ENSEMBLE, with
+//! each member's own bpc; the `--segment-at` parts are sliced from the whole-text scores).
+//!
 //! Dynamic evaluation (opt-in, reported separately and labelled DYNAMIC; never the headline
 //! number): `--dynamic-eval LR[,LR…]` also scores the held-out text with Krause et al.'s
 //! dynamic evaluation for each learning rate: one stream, in segments of
@@ -68,8 +73,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use recur_nn::CellKind;
 use recur_train::models::charlm::{
-    CharLm, CharLmConfig, CharLmTrainConfig, CharLmTrainer, CharVocab, DynamicEvalConfig, DynamicRule, EpochStats,
-    Eval, Seed,
+    mixture_losses, CharLm, CharLmConfig, CharLmTrainConfig, CharLmTrainer, CharVocab, DynamicEvalConfig, DynamicRule,
+    EpochStats, Eval, Seed,
 };
 use recur_train::optim::{OptimizerConfig, OptimizerKind};
 use recur_train::schedule::{Decay, ScheduleConfig};
@@ -91,6 +96,7 @@ struct Args {
     segment_at: Option<String>,
     save: Option<String>,
     load: Option<String>,
+    ensemble: Vec<String>,
     dynamic_lrs: Vec<f64>,
     dynamic: DynamicEvalConfig,
     steps: Option<u64>,
@@ -141,6 +147,7 @@ fn parse() -> Result<Args, Box<dyn Error>> {
         segment_at: None,
         save: None,
         load: None,
+        ensemble: Vec::new(),
         dynamic_lrs: Vec::new(),
         dynamic: DynamicEvalConfig::default(),
         steps: None,
@@ -198,6 +205,7 @@ fn parse() -> Result<Args, Box<dyn Error>> {
             "--segment-at" => a.segment_at = Some(val.clone()),
             "--save" => a.save = Some(val.clone()),
             "--load" => a.load = Some(val.clone()),
+            "--ensemble" => a.ensemble.push(val.clone()),
             "--dynamic-eval" => {
                 a.dynamic_lrs = val
                     .split(',')
@@ -223,6 +231,9 @@ fn parse() -> Result<Args, Box<dyn Error>> {
     }
     if a.text.is_empty() {
         return Err("--text PATH is required".into());
+    }
+    if !a.ensemble.is_empty() && a.load.is_none() {
+        return Err("--ensemble DIR needs --load DIR (the first member)".into());
     }
     if !(a.holdout > 0.0 && a.holdout < 1.0) {
         return Err(format!("--holdout must be in (0, 1), got {}", a.holdout).into());
@@ -376,6 +387,39 @@ fn run() -> Result<(), Box<dyn Error>> {
         );
         segments = json!({"before": a, "from": b, "before_baseline_bigram_bpc": ba, "before_baseline_unigram_bpc": ua});
     }
+    let mut ensemble = serde_json::Value::Null;
+    if !args.ensemble.is_empty() {
+        let others: Vec<CharLm> = args
+            .ensemble
+            .iter()
+            .map(|d| CharLm::load(Path::new(d)))
+            .collect::<Result<_, _>>()?;
+        let members: Vec<&CharLm> = std::iter::once(&model).chain(others.iter()).collect();
+        let t = Instant::now();
+        let losses = mixture_losses(&members, &test_ids, args.eval_streams, 256)?;
+        let all = Eval::from_losses(&losses);
+        let member_bpc = members
+            .iter()
+            .map(|m| m.evaluate_ids(&test_ids, args.eval_streams, 256).map(|e| e.bpc))
+            .collect::<Result<Vec<_>, _>>()?;
+        eprintln!(
+            "ENSEMBLE (equal-weight mixture of {} models' next-character distributions, static): {:.3} bpc ({} chars, {:.0} s); members {:?}",
+            members.len(),
+            all.bpc,
+            all.chars,
+            t.elapsed().as_secs_f64(),
+            member_bpc.iter().map(|b| format!("{b:.3}")).collect::<Vec<_>>()
+        );
+        // losses[j] predicts test_ids[j + 1]: the segment from `at` starts at prediction i − 1.
+        let parts = split.map(|(at, i)| {
+            let (a, b) = (Eval::from_losses(&losses[..i - 1]), Eval::from_losses(&losses[i - 1..]));
+            eprintln!("ENSEMBLE before {at:?}: {:.3} bpc; from it: {:.3} bpc", a.bpc, b.bpc);
+            json!({"before": a, "from": b})
+        });
+        let mut dirs = vec![args.load.clone().unwrap_or_default()];
+        dirs.extend(args.ensemble.iter().cloned());
+        ensemble = json!({"members": dirs, "member_bpc": member_bpc, "eval": all, "segments": parts});
+    }
     let mut dynamic = Vec::new();
     let prior = if !args.dynamic_lrs.is_empty() && args.dynamic.rule == DynamicRule::Rms {
         let t = Instant::now();
@@ -441,6 +485,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         "train_loss": stats.map(|s| s.loss),
         "segments": segments,
         "dynamic_eval": dynamic,
+        "ensemble": ensemble,
         "updates": updates.map(|u| u.0),
         "epochs": updates.map(|u| u.1),
         "loaded_from": args.load,

@@ -9,8 +9,8 @@ use rand_chacha::ChaCha8Rng;
 use recur_nn::CellKind;
 use recur_train::checkpoint;
 use recur_train::models::charlm::{
-    argmax, CharLm, CharLmConfig, CharLmTrainConfig, CharLmTrainer, CharVocab, Chunk, Generator, LmState, Seed,
-    CHECKPOINT_KIND, UNK,
+    argmax, mixture_losses, CharLm, CharLmConfig, CharLmTrainConfig, CharLmTrainer, CharVocab, Chunk, Eval, Generator,
+    LmState, Seed, CHECKPOINT_KIND, UNK,
 };
 use recur_train::optim::{OptimizerConfig, OptimizerKind};
 use recur_train::schedule::{Decay, ScheduleConfig};
@@ -510,4 +510,42 @@ fn total_steps_end_training_inside_an_epoch() {
         })
         .unwrap();
     assert_eq!((s.steps, t.total_steps(), seen), (2, 2, vec![0, 1]));
+}
+
+/// `losses_ids` is the per-character detail of `evaluate_ids`; an ensemble of one model, or of
+/// a model with itself, is that model; a mixture never loses more than its members' mean on any
+/// character and beats it where they disagree; members must share the vocabulary.
+#[test]
+fn mixture_of_models_is_an_exact_static_ensemble() {
+    let vocab = CharVocab::from_text("abcdefgh ", 1);
+    let ids = vocab.encode("a bad cafe fed a deaf hag; a dab of egg");
+    let (m1, m2) = (small(CellKind::Lstm, &vocab, 1), small(CellKind::Gru, &vocab, 2));
+    for streams in [1, 3] {
+        let l1 = m1.losses_ids(&ids, streams, 7).unwrap();
+        assert_eq!(l1.len(), ids.len() - 1);
+        let e = m1.evaluate_ids(&ids, streams, 7).unwrap();
+        assert_eq!(Eval::from_losses(&l1), e);
+        assert_eq!(mixture_losses(&[&m1], &ids, streams, 7).unwrap(), l1);
+        let same = mixture_losses(&[&m1, &m1], &ids, streams, 7).unwrap();
+        for (a, b) in same.iter().zip(&l1) {
+            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        }
+        let l2 = m2.losses_ids(&ids, streams, 7).unwrap();
+        let mix = mixture_losses(&[&m1, &m2], &ids, streams, 7).unwrap();
+        let mut strictly_better = 0;
+        for j in 0..mix.len() {
+            let want = -((0.5 * ((-l1[j]).exp() + (-l2[j]).exp())).ln());
+            assert!((mix[j] - want).abs() < 1e-9, "{j}: {} vs {want}", mix[j]);
+            assert!(mix[j] <= 0.5 * (l1[j] + l2[j]) + 1e-12);
+            strictly_better += usize::from(mix[j] < 0.5 * (l1[j] + l2[j]) - 1e-9);
+        }
+        assert!(strictly_better > 0);
+    }
+    let other = small(CellKind::Lstm, &CharVocab::from_text("xyz", 1), 1);
+    let err = mixture_losses(&[&m1, &other], &ids, 1, 7).unwrap_err().to_string();
+    assert!(err.contains("ensemble") && err.contains("vocabulary"), "{err}");
+    assert!(mixture_losses(&[], &ids, 1, 7)
+        .unwrap_err()
+        .to_string()
+        .contains("ensemble"));
 }

@@ -129,6 +129,12 @@ impl CharLm {
 
     /// [`CharLm::evaluate`] on ids.
     pub fn evaluate_ids(&self, ids: &[usize], streams: usize, chunk: usize) -> Result<Eval> {
+        Ok(Eval::from_losses(&self.losses_ids(ids, streams, chunk)?))
+    }
+
+    /// The per-character losses behind [`CharLm::evaluate_ids`]: `losses[j]` is the nats of
+    /// predicting `ids[j + 1]` (from the characters before it in its stream).
+    pub fn losses_ids(&self, ids: &[usize], streams: usize, chunk: usize) -> Result<Vec<f64>> {
         if ids.len() < 2 {
             return Err(TrainError::Invalid(format!(
                 "evaluation needs at least 2 characters, got {}",
@@ -155,7 +161,7 @@ impl CharLm {
         let (e, v) = (self.cfg.embed_dim, self.vocab.len());
         let mut state = self.zero_state(s_n);
         let max_len = lens[0];
-        let mut total = 0.0f64;
+        let mut losses = vec![0.0f64; m];
         let mut pos = 0;
         let mut inputs = Vec::new();
         let mut chunk_lens = vec![0usize; s_n];
@@ -185,19 +191,14 @@ impl CharLm {
                 let l = lens[s].saturating_sub(pos).min(time);
                 for t in 0..l {
                     let row = &logits[(s * time + t) * v..(s * time + t + 1) * v];
-                    total += nll(row, ids[starts[s] + pos + t + 1]);
+                    losses[starts[s] + pos + t] = nll(row, ids[starts[s] + pos + t + 1]);
                 }
             }
             state.h = out.h_n;
             state.c = out.c_n;
             pos += time;
         }
-        let nats = total / m as f64;
-        Ok(Eval {
-            nats,
-            bpc: nats / std::f64::consts::LN_2,
-            chars: m,
-        })
+        Ok(losses)
     }
 
     /// Mean squared gradient of every weight over the segments of `ids` (one stream, the state
@@ -369,4 +370,33 @@ impl CharLm {
             seconds: started.elapsed().as_secs_f64(),
         })
     }
+}
+
+/// Per-character losses of the equal-weight mixture of `models` (an ensemble): the mixture's
+/// probability of each character is the mean of the members' probabilities, so
+/// `loss[j] = −ln(mean_k exp(−loss_k[j]))`, each member evaluated as [`CharLm::losses_ids`]
+/// does. By convexity no character's mixture loss exceeds the members' mean loss. The members
+/// must share one vocabulary (the same training text gives the same one).
+pub fn mixture_losses(models: &[&CharLm], ids: &[usize], streams: usize, chunk: usize) -> Result<Vec<f64>> {
+    let Some(first) = models.first() else {
+        return Err(TrainError::config("ensemble", "needs at least one model"));
+    };
+    if let Some(i) = models.iter().position(|m| m.vocab() != first.vocab()) {
+        return Err(TrainError::config(
+            "ensemble",
+            format!("model {i}'s vocabulary differs from model 0's; members must be trained on the same text"),
+        ));
+    }
+    let member: Vec<Vec<f64>> = models
+        .iter()
+        .map(|m| m.losses_ids(ids, streams, chunk))
+        .collect::<Result<_>>()?;
+    let ln_k = (models.len() as f64).ln();
+    Ok((0..member[0].len())
+        .map(|j| {
+            let best = member.iter().map(|l| l[j]).fold(f64::INFINITY, f64::min);
+            let sum: f64 = member.iter().map(|l| (best - l[j]).exp()).sum();
+            best - sum.ln() + ln_k
+        })
+        .collect())
 }
