@@ -525,13 +525,15 @@ fn mixture_of_models_is_an_exact_static_ensemble() {
         assert_eq!(l1.len(), ids.len() - 1);
         let e = m1.evaluate_ids(&ids, streams, 7).unwrap();
         assert_eq!(Eval::from_losses(&l1), e);
-        assert_eq!(mixture_losses(&[&m1], &ids, streams, 7).unwrap(), l1);
-        let same = mixture_losses(&[&m1, &m1], &ids, streams, 7).unwrap();
+        assert_eq!(mixture_losses(&[&m1], &ids, streams, 7).unwrap().mixture, l1);
+        let same = mixture_losses(&[&m1, &m1], &ids, streams, 7).unwrap().mixture;
         for (a, b) in same.iter().zip(&l1) {
             assert!((a - b).abs() < 1e-12, "{a} vs {b}");
         }
         let l2 = m2.losses_ids(&ids, streams, 7).unwrap();
-        let mix = mixture_losses(&[&m1, &m2], &ids, streams, 7).unwrap();
+        let both = mixture_losses(&[&m1, &m2], &ids, streams, 7).unwrap();
+        assert_eq!(both.members, vec![l1.clone(), l2.clone()]);
+        let mix = both.mixture;
         let mut strictly_better = 0;
         for j in 0..mix.len() {
             let want = -((0.5 * ((-l1[j]).exp() + (-l2[j]).exp())).ln());

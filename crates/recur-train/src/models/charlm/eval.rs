@@ -372,12 +372,22 @@ impl CharLm {
     }
 }
 
+/// What [`mixture_losses`] returns: the ensemble's per-character losses and each member's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MixtureLosses {
+    /// `mixture[j]`: nats of the ensemble predicting `ids[j + 1]`.
+    pub mixture: Vec<f64>,
+    /// `members[k][j]`: nats of member `k` predicting `ids[j + 1]` ([`CharLm::losses_ids`]).
+    pub members: Vec<Vec<f64>>,
+}
+
 /// Per-character losses of the equal-weight mixture of `models` (an ensemble): the mixture's
 /// probability of each character is the mean of the members' probabilities, so
 /// `loss[j] = −ln(mean_k exp(−loss_k[j]))`, each member evaluated as [`CharLm::losses_ids`]
-/// does. By convexity no character's mixture loss exceeds the members' mean loss. The members
-/// must share one vocabulary (the same training text gives the same one).
-pub fn mixture_losses(models: &[&CharLm], ids: &[usize], streams: usize, chunk: usize) -> Result<Vec<f64>> {
+/// does (once; its own losses are returned too). By convexity no character's mixture loss
+/// exceeds the members' mean loss. The members must share one vocabulary (the same training
+/// text gives the same one).
+pub fn mixture_losses(models: &[&CharLm], ids: &[usize], streams: usize, chunk: usize) -> Result<MixtureLosses> {
     let Some(first) = models.first() else {
         return Err(TrainError::config("ensemble", "needs at least one model"));
     };
@@ -387,16 +397,17 @@ pub fn mixture_losses(models: &[&CharLm], ids: &[usize], streams: usize, chunk: 
             format!("model {i}'s vocabulary differs from model 0's; members must be trained on the same text"),
         ));
     }
-    let member: Vec<Vec<f64>> = models
+    let members: Vec<Vec<f64>> = models
         .iter()
         .map(|m| m.losses_ids(ids, streams, chunk))
         .collect::<Result<_>>()?;
     let ln_k = (models.len() as f64).ln();
-    Ok((0..member[0].len())
+    let mixture = (0..members[0].len())
         .map(|j| {
-            let best = member.iter().map(|l| l[j]).fold(f64::INFINITY, f64::min);
-            let sum: f64 = member.iter().map(|l| (best - l[j]).exp()).sum();
+            let best = members.iter().map(|l| l[j]).fold(f64::INFINITY, f64::min);
+            let sum: f64 = members.iter().map(|l| (best - l[j]).exp()).sum();
             best - sum.ln() + ln_k
         })
-        .collect())
+        .collect();
+    Ok(MixtureLosses { mixture, members })
 }

@@ -41,7 +41,7 @@ mod generate;
 mod train;
 mod vocab;
 
-pub use eval::{mixture_losses, DynamicEval, DynamicEvalConfig, DynamicRule, Eval, GradientMs};
+pub use eval::{mixture_losses, DynamicEval, DynamicEvalConfig, DynamicRule, Eval, GradientMs, MixtureLosses};
 pub use generate::{argmax, sample, Generator, Seed};
 pub use train::{CharLmTrainConfig, CharLmTrainer, EpochStats, StepInfo};
 pub use vocab::{CharVocab, UNK, UNK_CHAR};

@@ -61,7 +61,6 @@
 //! * `--threads 2 --time-budget 7400` (34,923 updates ≈ 50 epochs, 7,370 s, 7,500–8,900
 //!   characters/s): 2.025 bpc; 1.890 on the novel, 2.781 on the licence. Held-out bpc is flat
 //!   over the last 10 epochs while the training loss still falls.
-//!
 //! * `--layers 2 --dropout 0.3 --threads 2 --time-budget 6900` (11,629 updates ≈ 17 epochs,
 //!   6,868 s): 2.057 bpc; 1.931 on the novel, 2.764 on the licence.
 //! * ENSEMBLE of the last two (`--load` one, `--ensemble` the other): 1.996 bpc; 1.876 on the
@@ -76,175 +75,15 @@ use std::time::Instant;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use recur_nn::CellKind;
 use recur_train::models::charlm::{
-    mixture_losses, CharLm, CharLmConfig, CharLmTrainConfig, CharLmTrainer, CharVocab, DynamicEvalConfig, DynamicRule,
-    EpochStats, Eval, Seed,
+    mixture_losses, CharLm, CharLmTrainer, CharVocab, DynamicEvalConfig, DynamicRule, EpochStats, Eval, Seed,
 };
-use recur_train::optim::{OptimizerConfig, OptimizerKind};
-use recur_train::schedule::{Decay, ScheduleConfig};
 use recur_train::Module;
 use serde_json::json;
 
-struct Args {
-    text: String,
-    model: CharLmConfig,
-    train: CharLmTrainConfig,
-    seed: u64,
-    eval_streams: usize,
-    holdout: f64,
-    max_chars: Option<usize>,
-    sample_chars: usize,
-    temperature: f32,
-    prime: String,
-    log_every: usize,
-    segment_at: Option<String>,
-    save: Option<String>,
-    load: Option<String>,
-    ensemble: Vec<String>,
-    dynamic_lrs: Vec<f64>,
-    dynamic: DynamicEvalConfig,
-    steps: Option<u64>,
-    time_budget: Option<f64>,
-    started: Instant,
-    dynamic_ms_chars: usize,
-}
+mod args;
 
-fn parse() -> Result<Args, Box<dyn Error>> {
-    let mut a = Args {
-        text: String::new(),
-        model: CharLmConfig {
-            cell: CellKind::Lstm,
-            embed_dim: 64,
-            hidden_size: 512,
-            num_layers: 1,
-            dropout: 0.25,
-            input_dropout: 0.1,
-            recurrent_dropout: 0.1,
-        },
-        train: CharLmTrainConfig {
-            batch: 16,
-            bptt: 100,
-            epochs: 12,
-            clip: 1.0,
-            optimizer: OptimizerConfig {
-                kind: OptimizerKind::Adam,
-                lr: 3e-3,
-                ..OptimizerConfig::default()
-            },
-            schedule: ScheduleConfig {
-                warmup_steps: 100,
-                decay: Decay::Cosine,
-                min_factor: 0.05,
-                ..ScheduleConfig::default()
-            },
-            max_bad_steps: 5,
-            threads: 1,
-        },
-        seed: 1,
-        eval_streams: 8,
-        holdout: 0.1,
-        max_chars: None,
-        sample_chars: 300,
-        temperature: 0.8,
-        prime: "The whale".into(),
-        log_every: 50,
-        segment_at: None,
-        save: None,
-        load: None,
-        ensemble: Vec::new(),
-        dynamic_lrs: Vec::new(),
-        dynamic: DynamicEvalConfig::default(),
-        steps: None,
-        time_budget: None,
-        started: Instant::now(),
-        dynamic_ms_chars: 100_000,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--help" || flag == "-h" {
-            let doc = include_str!("charlm.rs").lines().take_while(|l| l.starts_with("//!"));
-            let doc: Vec<&str> = doc.map(|l| l.trim_start_matches("//!")).collect();
-            println!("{}", doc.join("\n"));
-            std::process::exit(0);
-        }
-        let val = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let bad = |e: &dyn std::fmt::Display| format!("{flag} {val:?}: {e}");
-        macro_rules! num {
-            () => {
-                val.parse().map_err(|e| bad(&e))?
-            };
-        }
-        match flag.as_str() {
-            "--text" => a.text = val.clone(),
-            "--cell" => {
-                a.model.cell = match val.as_str() {
-                    "lstm" => CellKind::Lstm,
-                    "gru" => CellKind::Gru,
-                    "rnn-tanh" => CellKind::RnnTanh,
-                    _ => return Err(bad(&"expected lstm, gru or rnn-tanh").into()),
-                }
-            }
-            "--embed" => a.model.embed_dim = num!(),
-            "--hidden" => a.model.hidden_size = num!(),
-            "--layers" => a.model.num_layers = num!(),
-            "--dropout" => a.model.dropout = num!(),
-            "--input-dropout" => a.model.input_dropout = num!(),
-            "--recurrent-dropout" => a.model.recurrent_dropout = num!(),
-            "--epochs" => a.train.epochs = num!(),
-            "--bptt" => a.train.bptt = num!(),
-            "--batch" => a.train.batch = num!(),
-            "--lr" => a.train.optimizer.lr = num!(),
-            "--warmup" => a.train.schedule.warmup_steps = num!(),
-            "--min-lr-factor" => a.train.schedule.min_factor = num!(),
-            "--clip" => a.train.clip = num!(),
-            "--threads" => a.train.threads = num!(),
-            "--seed" => a.seed = num!(),
-            "--eval-streams" => a.eval_streams = num!(),
-            "--holdout" => a.holdout = num!(),
-            "--max-chars" => a.max_chars = Some(num!()),
-            "--sample-chars" => a.sample_chars = num!(),
-            "--temperature" => a.temperature = num!(),
-            "--prime" => a.prime = val.clone(),
-            "--log-every" => a.log_every = num!(),
-            "--segment-at" => a.segment_at = Some(val.clone()),
-            "--save" => a.save = Some(val.clone()),
-            "--load" => a.load = Some(val.clone()),
-            "--ensemble" => a.ensemble.push(val.clone()),
-            "--dynamic-eval" => {
-                a.dynamic_lrs = val
-                    .split(',')
-                    .map(|x| x.trim().parse::<f64>())
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| bad(&e))?
-            }
-            "--dynamic-segment" => a.dynamic.segment = num!(),
-            "--dynamic-decay" => a.dynamic.decay = num!(),
-            "--dynamic-clip" => a.dynamic.clip = num!(),
-            "--dynamic-rule" => {
-                a.dynamic.rule = match val.as_str() {
-                    "sgd" => DynamicRule::Sgd,
-                    "rms" => DynamicRule::Rms,
-                    _ => return Err(bad(&"expected sgd or rms").into()),
-                }
-            }
-            "--dynamic-ms-chars" => a.dynamic_ms_chars = num!(),
-            "--steps" => a.steps = Some(num!()),
-            "--time-budget" => a.time_budget = Some(num!()),
-            _ => return Err(format!("unknown option {flag} (see --help)").into()),
-        }
-    }
-    if a.text.is_empty() {
-        return Err("--text PATH is required".into());
-    }
-    if !a.ensemble.is_empty() && a.load.is_none() {
-        return Err("--ensemble DIR needs --load DIR (the first member)".into());
-    }
-    if !(a.holdout > 0.0 && a.holdout < 1.0) {
-        return Err(format!("--holdout must be in (0, 1), got {}", a.holdout).into());
-    }
-    Ok(a)
-}
+use args::{parse, Args};
 
 /// Add-one (Laplace) unigram and bigram models over the vocabulary (unknown bucket included),
 /// fitted on `train` and scored in bits per character on every character of `test` (the
@@ -401,12 +240,10 @@ fn run() -> Result<(), Box<dyn Error>> {
             .collect::<Result<_, _>>()?;
         let members: Vec<&CharLm> = std::iter::once(&model).chain(others.iter()).collect();
         let t = Instant::now();
-        let losses = mixture_losses(&members, &test_ids, args.eval_streams, 256)?;
+        let mix = mixture_losses(&members, &test_ids, args.eval_streams, 256)?;
+        let losses = mix.mixture;
         let all = Eval::from_losses(&losses);
-        let member_bpc = members
-            .iter()
-            .map(|m| m.evaluate_ids(&test_ids, args.eval_streams, 256).map(|e| e.bpc))
-            .collect::<Result<Vec<_>, _>>()?;
+        let member_bpc: Vec<f64> = mix.members.iter().map(|l| Eval::from_losses(l).bpc).collect();
         eprintln!(
             "ENSEMBLE (equal-weight mixture of {} models' next-character distributions, static): {:.3} bpc ({} chars, {:.0} s); members {:?}",
             members.len(),
