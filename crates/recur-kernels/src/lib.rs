@@ -33,7 +33,7 @@ pub mod x86;
 
 pub use dispatch::{kernels, KernelChoice, Kernels, Simd};
 pub use packed::{GemvLayout, PackedGemv};
-pub use quant::{Precision, QuantGemv};
+pub use quant::{Precision, QuantGemv, ACT_LEVELS};
 pub use scalar::Float;
 
 /// Whether a kernel overwrites its destination or adds into it.

@@ -16,10 +16,11 @@
 //! * **Weights**, once, symmetric per row: `s_i = max_k |W[i, k]| / 127`,
 //!   `q[i, k] = round(W[i, k] / s_i) ∈ [−127, 127]`, `Ŵ[i, k] = s_i · q[i, k]`, so
 //!   `|W − Ŵ| ≤ s_i / 2` elementwise. The per-row sums `Σ_k q[i, k]` are kept too.
-//! * **Activations**, per row of `X` and per call (dynamically), symmetric:
-//!   `m = max_k |x[k]|`, `s_x = m / 127`, `x_q[k] = round_half_even(x[k] · (127 / m)) ∈
-//!   [−127, 127]`, so `|x − s_x·x_q| ≤ s_x / 2 · (1 + 2⁻¹³)` (the slack covers the
-//!   rounding of `m / 127`, `127 / m` and `x · (127 / m)`).
+//! * **Activations**, per row of `X` and per call (dynamically), symmetric with 7-bit range
+//!   ([`ACT_LEVELS`] = 63, as PyTorch's FBGEMM backend does with `reduce_range` on CPUs
+//!   without VNNI): `m = max_k |x[k]|`, `s_x = m / 63`, `x_q[k] = round_half_even(x[k] ·
+//!   (63 / m)) ∈ [−63, 63]`, so `|x − s_x·x_q| ≤ s_x / 2 · (1 + 2⁻¹³)` (the slack covers the
+//!   rounding of `m / 63`, `63 / m` and `x · (63 / m)`).
 //! * **Product**: `d_i = Σ_k q[i, k] · x_q[k]` exactly in `i32`, then
 //!   `y_i (=|+=) (s_i · s_x) · f32(d_i)` (two `f32` multiplies, in this order, on every path).
 //!
@@ -31,18 +32,20 @@
 //!
 //! (the last term: `f32(d_i)` when `|d_i| > 2²⁴`, and the two rounded multiplies; `ε = 2⁻²⁴`).
 //!
-//! **Why every path gives the same integers.** `|q|, |x_q| ≤ 127` (neither side is ever
-//! −128), so:
-//! * AVX-512 VNNI / AVX-VNNI (`vpdpbusd`, unsigned × signed bytes, 4 products into an `i32`
-//!   without intermediate saturation) runs on `u = x_q + 128 ∈ [1, 255]`; the accumulators
-//!   start at `−128 · Σ_k q[i, k]`, so they end at `Σ q·u − 128·Σ q = d_i`;
-//! * AVX2 runs `vpmaddubsw(|x_q|, sign(q, x_q))`: each `i16` pair sum is at most
-//!   `2 · 127 · 127 = 32258 < 2¹⁵`, so the saturating instruction never saturates; `vpmaddwd`
-//!   with ones widens to `i32`;
+//! **Why every path gives the same integers.** `|q| ≤ 127` and `|x_q| ≤ 63`, and the SIMD
+//! paths multiply unsigned activation bytes `u = x_q + 64 ∈ [1, 127]` by signed weight bytes,
+//! with accumulators started at `−64 · Σ_k q[i, k]`, so they end at `Σ q·u − 64·Σ q = d_i`:
+//! * AVX-512 VNNI / AVX-VNNI: `vpdpbusd` (4 products into an `i32` without intermediate
+//!   saturation);
+//! * AVX2: `vpmaddubsw(u, q)`, each `i16` pair sum at most `2 · 127 · 127 = 32258 < 2¹⁵`, so
+//!   the saturating instruction never saturates; `vpmaddwd` with ones widens to `i32`. (This
+//!   is why activations get 7 bits: with 8, `u` would reach 255 and the pair sums could
+//!   saturate, and the exact 8-bit form `vpmaddubsw(|x_q|, sign(q, x_q))` costs a `vpsignb`
+//!   per 32 products, which on Zen 3 shares the two multiply pipes: about 25% slower.)
 //! * the portable reference multiplies and adds in `i32`.
 //!
 //! Integer addition is associative, so the differing summation orders of these paths give the
-//! same `d_i` as long as no partial sum overflows `i32`: `|d_i| ≤ 127 · 255 · cols < 2³¹` for
+//! same `d_i` as long as no partial sum overflows `i32`: `|d_i| ≤ 127 · 127 · cols < 2³¹` for
 //! `cols ≤ 66 000` (asserted). The `f32` epilogue is the same expression on every path, so
 //! outputs are bit-identical across the SIMD paths and [`gemm_portable`] (for `f32`).
 //!
@@ -65,21 +68,26 @@ pub const INT8_MAX_COLS: usize = 66_000;
 /// Rows of `X` whose `max |x|` is below this are quantized as zero (`2⁻¹²⁰`).
 pub const INT8_MIN_RANGE: f32 = f32::from_bits((127 - 120) << 23);
 
+/// Quantization levels on each side of zero for activations: `x_q ∈ [−63, 63]` (7 bits; see
+/// the module docs for why not 127).
+pub const ACT_LEVELS: f32 = 63.0;
+
 /// The activation scale and its inverse for a row of `X` with `m = max_k |x[k]|` (`finite`:
-/// no infinity or NaN in the row): `(m / 127, 127 / m)`, `(0, 0)` for `m < 2⁻¹²⁰`, `(NaN, 0)`
-/// for a non-finite row. Shared by every path so they quantize identically.
+/// no infinity or NaN in the row): `(m / 63, 63 / m)` ([`ACT_LEVELS`]), `(0, 0)` for
+/// `m < 2⁻¹²⁰`, `(NaN, 0)` for a non-finite row. Shared by every path so they quantize
+/// identically.
 #[inline]
 pub fn act_scale(m: f32, finite: bool) -> (f32, f32) {
     if !finite {
         (f32::NAN, 0.0)
     } else if m >= INT8_MIN_RANGE {
-        (m / 127.0, 127.0 / m)
+        (m / ACT_LEVELS, ACT_LEVELS / m)
     } else {
         (0.0, 0.0)
     }
 }
 
-/// `x_q = round_half_even(x · inv)` (in `[−127, 127]` when `inv` comes from [`act_scale`] and
+/// `x_q = round_half_even(x · inv)` (in `[−63, 63]` when `inv` comes from [`act_scale`] and
 /// the row is finite).
 #[inline]
 pub fn act_quant(x: f32, inv: f32) -> i32 {

@@ -250,9 +250,8 @@ fn int8_paths_match_portable_bitwise_at_tails() {
     }
 }
 
-/// Huge and tiny weights, and wide rows of `X`: fewer rows per block of the stack buffer
-/// (over 2048 columns on AVX2, which also stores `|x_q|`; over 4096 with VNNI), one row per
-/// block (8192 on AVX2), and the portable fallback (8193 on AVX2).
+/// Huge and tiny weights, and wide rows of `X`: fewer rows per block of the stack buffer (over
+/// 4096 columns), one row per block (over 8192), and the portable fallback (over 16,384).
 #[test]
 fn int8_paths_match_portable_bitwise_at_extremes() {
     for (i, wscale) in [1e-30, 1e-3, 1e3, 1e30].into_iter().enumerate() {
@@ -265,6 +264,8 @@ fn int8_paths_match_portable_bitwise_at_extremes() {
     check_int8_paths(5, 9, 2049, 9, 1.0, 1, false);
     check_int8_paths(3, 9, 8192, 10, 1.0, 2, false);
     check_int8_paths(3, 9, 8193, 11, 1.0, 4, false);
+    check_int8_paths(2, 9, 16384, 12, 1.0, 5, false);
+    check_int8_paths(2, 9, 16385, 13, 1.0, 6, false);
 }
 
 proptest! {
@@ -313,7 +314,7 @@ fn int8_nonfinite_and_zero_rows() {
 
 /// The int8 product against the exact product of the unquantized `W` and `x`:
 /// `|y_i − Σ W x| ≤ Σ_k (s_i/2·|x_k| + |Ŵ_ik|·s_x/2·(1 + 2⁻¹³)) + 3ε·Σ_k |Ŵ_ik x̂_k|`
-/// (the module docs' bound; `s_x = max|x|/127`, `x̂ = s_x·x_q`).
+/// (the module docs' bound; `s_x = max|x|/63`, `x̂ = s_x·x_q`).
 #[test]
 fn int8_error_vs_f32_is_bounded() {
     let mut worst = 0.0f64;
@@ -336,7 +337,7 @@ fn int8_error_vs_f32_is_bounded() {
         k_best().gemm_quant(&p, n, &x, &mut y, Accum::Replace);
         for r in 0..n {
             let xr = &x[r * cols..(r + 1) * cols];
-            let sx = xr.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64 / 127.0;
+            let sx = xr.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64 / recur_kernels::ACT_LEVELS as f64;
             for i in 0..rows {
                 let si = p.scales()[i] as f64;
                 let wr = &w[i * cols..(i + 1) * cols];

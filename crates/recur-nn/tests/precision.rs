@@ -24,15 +24,17 @@ use recur_nn::{CellKind, KernelChoice, Precision, Rnn, RnnConfig, RnnOutput, Seq
 
 /// Bound on max |Δ| for f16 weights on the escalation model.
 const F16_TOL: f64 = 1e-3;
-/// Bound on max |Δ| for int8 weights on the escalation model.
-const INT8_TOL: f64 = 1e-2;
+/// Bound on max |Δ| for int8 weights on the escalation model (measured worst 1.04e-2 with
+/// 7-bit activations, 4e-3 when they had 8 bits).
+const INT8_TOL: f64 = 2e-2;
 
 /// Bound on max |Δ| / max(1, |want|) for int8 on the PyTorch fixtures (every cell, 1–3 layers;
-/// measured worst: GRU/LSTM 1.3e-2, tanh RNN 2.5e-2).
-const INT8_FIXTURE_TOL: f64 = 3e-2;
+/// measured worst with 7-bit activations: GRU/LSTM 2.0e-2, tanh RNN 4.0e-2; with 8-bit ones
+/// they were 1.3e-2 and 2.5e-2).
+const INT8_FIXTURE_TOL: f64 = 6e-2;
 /// The same for ReLU RNNs, whose unbounded activations amplify the quantization error through
-/// the layers (measured worst 8.0e-2).
-const INT8_FIXTURE_TOL_RELU: f64 = 0.1;
+/// the layers (measured worst 0.128; 0.080 with 8-bit activations).
+const INT8_FIXTURE_TOL_RELU: f64 = 0.2;
 
 /// The model with every `weight_ih_*` / `weight_hh_*` replaced by its dequantized form.
 fn dequantized(m: &Rnn<f32>, prec: Precision) -> Rnn<f32> {

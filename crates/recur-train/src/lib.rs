@@ -33,4 +33,4 @@ pub mod supervised;
 pub mod trainer;
 
 pub use error::{Result, TrainError};
-pub use params::{accumulate, Module, NamedTensors};
+pub use params::{accumulate, Module, NamedTensors, ParamAverage};

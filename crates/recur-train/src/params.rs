@@ -81,3 +81,82 @@ pub fn accumulate(dst: &mut [ParamBuffer<f32>], src: &[ParamBuffer<f32>]) {
         }
     }
 }
+
+/// Iterate (Polyak) averaging of a model's parameters: the running mean of the weights after
+/// each [`ParamAverage::add`], kept in f64 so that a long average does not lose the small late
+/// contributions. Averaging the last part of a run (as in ASGD or stochastic weight averaging)
+/// gives one model whose weights are the mean of the iterates, usually better on held-out data
+/// than the last iterate.
+#[derive(Clone, Debug)]
+pub struct ParamAverage {
+    sums: Vec<Vec<f64>>,
+    count: u64,
+}
+
+impl ParamAverage {
+    /// An empty average with the layout of `model`'s parameters.
+    pub fn new(model: &impl Module) -> Self {
+        let sums = model
+            .buffers()
+            .iter()
+            .map(|(_, b)| vec![0.0; b.as_slice().len()])
+            .collect();
+        ParamAverage { sums, count: 0 }
+    }
+
+    /// Adds the current weights of `model` to the average. Errors if the layout differs from
+    /// the one the average was created with.
+    pub fn add(&mut self, model: &impl Module) -> Result<()> {
+        self.check(
+            &model
+                .buffers()
+                .iter()
+                .map(|(_, b)| b.as_slice().len())
+                .collect::<Vec<_>>(),
+        )?;
+        for (sum, (_, buf)) in self.sums.iter_mut().zip(model.buffers()) {
+            for (s, &w) in sum.iter_mut().zip(buf.as_slice()) {
+                *s += w as f64;
+            }
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// How many iterates have been added.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Writes the mean of the added iterates into `model`'s parameters. Errors if nothing has
+    /// been added or the layout differs.
+    pub fn write_to(&self, model: &mut impl Module) -> Result<()> {
+        if self.count == 0 {
+            return Err(TrainError::Invalid("parameter average: no iterates were added".into()));
+        }
+        self.check(
+            &model
+                .buffers()
+                .iter()
+                .map(|(_, b)| b.as_slice().len())
+                .collect::<Vec<_>>(),
+        )?;
+        let n = self.count as f64;
+        for (sum, buf) in self.sums.iter().zip(model.buffers_mut()) {
+            for (w, &s) in buf.as_mut_slice().iter_mut().zip(sum) {
+                *w = (s / n) as f32;
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, lens: &[usize]) -> Result<()> {
+        let mine: Vec<usize> = self.sums.iter().map(Vec::len).collect();
+        if mine != lens {
+            return Err(TrainError::Invalid(format!(
+                "parameter average: the model's buffers have lengths {lens:?}, the average {mine:?}"
+            )));
+        }
+        Ok(())
+    }
+}

@@ -123,6 +123,7 @@ fn train_cfg(epochs: usize, lr: f64) -> CharLmTrainConfig {
         },
         max_bad_steps: 3,
         threads: 1,
+        average_from: None,
     }
 }
 

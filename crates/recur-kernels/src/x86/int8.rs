@@ -2,24 +2,27 @@
 //! quantized per row of `X` (the scheme, its error bound and why every path computes the same
 //! integers are in [`crate::quant`]).
 //!
-//! Three instruction paths share one loop structure ([`Int8Path`]):
+//! Every path stores the quantized activations as unsigned bytes `u = x_q + 64 ∈ [1, 127]`
+//! (activations have 7-bit range, [`crate::quant::ACT_LEVELS`]) and starts its accumulators at
+//! `−64 · Σ_k q[i, k]`, so that `Σ_k q·u − 64·Σ_k q = Σ_k q·x_q`. Three instruction paths
+//! share one loop structure ([`Int8Path`]):
 //!
 //! * [`Int8Path::Avx512Vnni`]: `vpdpbusd` on 256-bit vectors (AVX-512 VNNI + VL, e.g. Zen 4,
-//!   Ice Lake and later Xeons), activations offset to `u = x_q + 128`, accumulators started
-//!   at `−128 · Σ_k q[i, k]`;
+//!   Ice Lake and later Xeons);
 //! * [`Int8Path::AvxVnni`]: the same with the VEX encoding (AVX-VNNI, e.g. Alder Lake, Zen 5);
-//! * [`Int8Path::Avx2`]: `vpmaddubsw(|x_q|, sign(q, x_q))` + `vpmaddwd(·, 1)` + `vpaddd` (Zen 3
-//!   and other AVX2 CPUs), exact because `|x_q|, |q| ≤ 127`.
+//! * [`Int8Path::Avx2`]: `vpmaddubsw(u, q)` + `vpmaddwd(·, 1)` + `vpaddd` (Zen 3 and other
+//!   AVX2 CPUs), exact because each `i16` pair sum is at most `2 · 127 · 127 < 2¹⁵`. With
+//!   8-bit activations it would need `vpmaddubsw(|x_q|, sign(q, x_q))`, and on Zen 3 the extra
+//!   `vpsignb` competes with the two multiplies for the same two pipes: the 7-bit range makes
+//!   the kernel about a quarter faster there.
 //!
 //! The path is chosen once per process ([`int8_path`]). A call first quantizes up to 4 rows
 //! of `X` into a stack buffer (no allocation), then streams the weights once for those rows:
 //! one 32-byte weight vector holds 8 rows × 4 columns, and the kernel keeps `R` rows × `Q`
 //! panels of `i32` accumulators in registers (4 × 4 with VNNI, which has 32 vector registers
 //! under AVX-512VL; 4 × 2 on AVX2; 1 × 8 for a single row, the batch-1 recurrent step).
-//! The AVX2 path also stores `|x_q|` beside each quantized row, so the block loop broadcasts
-//! both instead of recomputing `|x_q|` for every weight vector. Rows of `X` wider than the
-//! stack buffer (more than 16,384 columns, 8,192 on the AVX2 path) run the portable reference,
-//! which gives the same bits.
+//! Rows of `X` wider than the stack buffer (more than 16,384 columns) run the portable
+//! reference, which gives the same bits.
 
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
@@ -70,14 +73,13 @@ pub fn int8_path() -> Option<Int8Path> {
     *PATH.get_or_init(|| Int8Path::ALL.into_iter().find(|p| p.supported()))
 }
 
-/// Stack buffer for the quantized rows of `X`: 4 rows of up to 4096 columns (2048 on the AVX2
-/// path), or fewer, longer rows.
+/// Stack buffer for the quantized rows of `X`: 4 rows of up to 4096 columns, or fewer, longer
+/// rows.
 const BUF: usize = 4 * 4096;
 
-/// Bytes of one quantized row of `X` in the stack buffer: `⌈cols/8⌉ · 8`, twice that when the
-/// absolute values are stored too ([`Dot::WITH_ABS`]).
-fn row_bytes(cols: usize, with_abs: bool) -> usize {
-    cols.div_ceil(8) * 8 * if with_abs { 2 } else { 1 }
+/// Bytes of one quantized row of `X` in the stack buffer: `⌈cols/8⌉ · 8`.
+fn row_bytes(cols: usize) -> usize {
+    cols.div_ceil(8) * 8
 }
 
 /// `Y[n, rows] (=|+=) X[n, cols] · Ŵᵀ` for an Int8 `p` on the given instruction `path`;
@@ -98,7 +100,7 @@ pub fn gemm_int8(path: Int8Path, p: &QuantGemv, n: usize, x: &[f32], y: &mut [f3
     if n == 0 || p.rows() == 0 {
         return;
     }
-    if row_bytes(p.cols(), path == Int8Path::Avx2) > BUF {
+    if row_bytes(p.cols()) > BUF {
         return crate::quant::gemm_portable(p, n, x, y, accum);
     }
     // SAFETY: the path's features were checked above; `check` verified the slice lengths, the
@@ -130,103 +132,59 @@ unsafe fn run_avx2(p: &QuantGemv, n: usize, x: &[f32], y: &mut [f32], accum: Acc
     unsafe { run::<Avx2>(p, n, x, y, accum) }
 }
 
-/// One instruction path: how activations are stored and how 4-byte dot products accumulate.
-/// Every method is `inline(always)` and only ever inlined into the path's `run_*` function,
-/// which enables the features.
+/// One instruction path: how 4-byte dot products of unsigned activations and signed weights
+/// accumulate. Every method is `inline(always)` and only ever inlined into the path's `run_*`
+/// function, which enables the features.
 trait Dot {
-    /// Activations stored as `u = x_q + 128` (VNNI) rather than `x_q` (AVX2).
-    const UNSIGNED: bool;
     /// 32 vector registers: use 4 × 4 blocks for several rows (else 4 × 2).
     const WIDE: bool;
-    /// The broadcast activation quad, prepared for [`Dot::dot`].
-    type X: Copy;
-    /// Quantized rows of `X` are stored as `x_q` followed by `|x_q|` (`xs` bytes later), so
-    /// that [`Dot::load`] broadcasts both instead of computing `|x_q|` per weight vector.
-    const WITH_ABS: bool;
-    /// The accumulator start for a panel whose row sums are `rs` (8 × `i32`).
-    unsafe fn init(rs: __m256i) -> __m256i;
-    /// Broadcasts the activation quad at `p` (and its absolute values `xs` bytes later, when
-    /// [`Dot::WITH_ABS`]).
-    unsafe fn load(p: *const u8, xs: usize) -> Self::X;
-    /// `acc + Σ_{4 bytes} x · w` per `i32` lane.
-    unsafe fn dot(acc: __m256i, x: Self::X, w: __m256i) -> __m256i;
+    /// `acc + Σ_{4 bytes} u · q` per `i32` lane (`u ∈ [1, 127]`, `q ∈ [−127, 127]`).
+    unsafe fn dot(acc: __m256i, u: __m256i, w: __m256i) -> __m256i;
 }
 
 struct Vnni512;
 struct VnniVex;
 struct Avx2;
 
-/// The two VNNI paths differ only in the encoding of `vpdpbusd` (and in the register count).
-macro_rules! vnni_dot {
-    ($path:ty, wide: $wide:expr, $dpbusd:ident) => {
-        impl Dot for $path {
-            const UNSIGNED: bool = true;
-            const WIDE: bool = $wide;
-            type X = __m256i;
-            const WITH_ABS: bool = false;
-            #[inline(always)]
-            unsafe fn init(rs: __m256i) -> __m256i {
-                // SAFETY (all methods): only inlined into the path's `run_*` function
-                // (`run_avx512vnni` or `run_avxvnni`), which enables its features.
-                unsafe { _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<7>(rs)) }
-            }
-            #[inline(always)]
-            unsafe fn load(p: *const u8, _xs: usize) -> __m256i {
-                unsafe { _mm256_set1_epi32((p as *const i32).read_unaligned()) }
-            }
-            #[inline(always)]
-            unsafe fn dot(acc: __m256i, x: __m256i, w: __m256i) -> __m256i {
-                unsafe { $dpbusd(acc, x, w) }
-            }
-        }
-    };
+impl Dot for Vnni512 {
+    const WIDE: bool = true;
+    #[inline(always)]
+    unsafe fn dot(acc: __m256i, u: __m256i, w: __m256i) -> __m256i {
+        // SAFETY: only inlined into `run_avx512vnni`, which enables the features.
+        unsafe { _mm256_dpbusd_epi32(acc, u, w) }
+    }
 }
 
-vnni_dot!(Vnni512, wide: true, _mm256_dpbusd_epi32);
-vnni_dot!(VnniVex, wide: false, _mm256_dpbusd_avx_epi32);
+impl Dot for VnniVex {
+    const WIDE: bool = false;
+    #[inline(always)]
+    unsafe fn dot(acc: __m256i, u: __m256i, w: __m256i) -> __m256i {
+        // SAFETY: only inlined into `run_avxvnni`, which enables the features.
+        unsafe { _mm256_dpbusd_avx_epi32(acc, u, w) }
+    }
+}
 
 impl Dot for Avx2 {
-    const UNSIGNED: bool = false;
     const WIDE: bool = false;
-    /// `(|x_q|, x_q)`.
-    type X = (__m256i, __m256i);
-    const WITH_ABS: bool = true;
     #[inline(always)]
-    unsafe fn init(_rs: __m256i) -> __m256i {
-        // SAFETY (all methods): only inlined into `run_avx2` (or a VNNI `run_*`).
-        unsafe { _mm256_setzero_si256() }
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const u8, xs: usize) -> (__m256i, __m256i) {
-        unsafe {
-            (
-                _mm256_set1_epi32((p.add(xs) as *const i32).read_unaligned()),
-                _mm256_set1_epi32((p as *const i32).read_unaligned()),
-            )
-        }
-    }
-    #[inline(always)]
-    unsafe fn dot(acc: __m256i, x: (__m256i, __m256i), w: __m256i) -> __m256i {
-        // |x|·(sign(x)·w) = x·w; each i16 pair sum ≤ 2·127·127 < 2¹⁵: no saturation.
-        unsafe {
-            let p = _mm256_maddubs_epi16(x.0, _mm256_sign_epi8(w, x.1));
-            _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)))
-        }
+    unsafe fn dot(acc: __m256i, u: __m256i, w: __m256i) -> __m256i {
+        // Each i16 pair sum is at most 2·127·127 < 2¹⁵: `vpmaddubsw` never saturates.
+        // SAFETY: only inlined into `run_avx2` (or a VNNI `run_*`).
+        unsafe { _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, w), _mm256_set1_epi16(1))) }
     }
 }
 
 /// Quantizes one row of `X` (`x.len()` columns) to `xs = ⌈cols/8⌉ · 8` bytes at `out` (zero
-/// activations in the padding), followed by their absolute values in the next `xs` bytes
-/// when [`Dot::WITH_ABS`], and returns its scale `s_x`; identical to the portable
+/// activations in the padding) as `u = x_q + 64`, and returns its scale `s_x`; identical to
+/// the portable
 /// [`crate::quant::act_scale`] / [`crate::quant::act_quant`].
 ///
 /// # Safety
-/// `out` must be writable for `xs` bytes (`2 · xs` with [`Dot::WITH_ABS`]).
+/// `out` must be writable for `xs` bytes.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn quantize_row<D: Dot>(x: &[f32], out: *mut u8) -> f32 {
+unsafe fn quantize_row(x: &[f32], out: *mut u8) -> f32 {
     let cols = x.len();
-    let xs = cols.div_ceil(8) * 8;
     let full = cols / 8 * 8;
     let mut tail = [0.0f32; 8];
     tail[..cols - full].copy_from_slice(&x[full..]);
@@ -253,17 +211,15 @@ unsafe fn quantize_row<D: Dot>(x: &[f32], out: *mut u8) -> f32 {
         let m1 = _mm_max_ss(m2, _mm_shuffle_ps::<1>(m2, m2));
         let (sx, inv) = act_scale(_mm_cvtss_f32(m1), _mm256_movemask_ps(bad) == 0);
         let vi = _mm256_set1_ps(inv);
-        let flip = _mm_set1_epi8(if D::UNSIGNED { -128 } else { 0 });
+        let offset = _mm_set1_epi8(64);
         let put = |k: usize, v: __m256| {
             // Round half to even (the default MXCSR mode), then i32 → i16 → i8 (in range: the
             // saturating packs never saturate for a finite row).
             let q = _mm256_cvtps_epi32(_mm256_mul_ps(v, vi));
             let h = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
-            let b = _mm_xor_si128(_mm_packs_epi16(h, h), flip);
+            // |x_q| ≤ 63, so `x_q + 64` is in [1, 127].
+            let b = _mm_add_epi8(_mm_packs_epi16(h, h), offset);
             _mm_storel_epi64(out.add(k) as *mut __m128i, b);
-            if D::WITH_ABS {
-                _mm_storel_epi64(out.add(xs + k) as *mut __m128i, _mm_abs_epi8(b));
-            }
         };
         for k in (0..full).step_by(8) {
             put(k, _mm256_loadu_ps(x.as_ptr().add(k)));
@@ -283,8 +239,7 @@ unsafe fn quantize_row<D: Dot>(x: &[f32], out: *mut u8) -> f32 {
 #[inline(always)]
 unsafe fn run<D: Dot>(p: &QuantGemv, n: usize, x: &[f32], y: &mut [f32], accum: Accum) {
     let (rows, cols) = (p.rows(), p.cols());
-    let xs = cols.div_ceil(8) * 8;
-    let stride = row_bytes(cols, D::WITH_ABS);
+    let stride = row_bytes(cols);
     let rmax = (BUF / stride).min(4);
     let mut buf = MaybeUninit::<[u8; BUF]>::uninit();
     let xq = buf.as_mut_ptr() as *mut u8;
@@ -294,7 +249,7 @@ unsafe fn run<D: Dot>(p: &QuantGemv, n: usize, x: &[f32], y: &mut [f32], accum: 
         let mut sx = [0.0f32; 4];
         for (j, s) in sx.iter_mut().enumerate().take(m) {
             // SAFETY: row `r + j` of `x` exists; `(j + 1) · stride ≤ rmax · stride ≤ BUF`.
-            *s = unsafe { quantize_row::<D>(&x[(r + j) * cols..(r + j + 1) * cols], xq.add(j * stride)) };
+            *s = unsafe { quantize_row(&x[(r + j) * cols..(r + j + 1) * cols], xq.add(j * stride)) };
         }
         let k = Kern {
             w: p.int8().as_ptr() as *const u8,
@@ -303,7 +258,6 @@ unsafe fn run<D: Dot>(p: &QuantGemv, n: usize, x: &[f32], y: &mut [f32], accum: 
             rows,
             kq: cols.div_ceil(4),
             xq,
-            xs,
             stride,
             accum,
         };
@@ -332,10 +286,8 @@ struct Kern<'a> {
     rows: usize,
     /// Column quads.
     kq: usize,
-    /// Quantized rows of `X`, `stride` bytes apart; each is `xs` bytes of `x_q` (then `xs`
-    /// of `|x_q|` with [`Dot::WITH_ABS`]).
+    /// Quantized rows of `X` (`u = x_q + 64`), `stride` bytes apart.
     xq: *const u8,
-    xs: usize,
     stride: usize,
     accum: Accum,
 }
@@ -373,16 +325,17 @@ impl Kern<'_> {
         sx: &[f32; 4],
         y: &mut [f32],
     ) -> usize {
-        let (kq, xs, stride) = (self.kq, self.xs, self.stride);
+        let (kq, stride) = (self.kq, self.stride);
         // SAFETY: panel `g + q0 + j < ⌈rows/8⌉` and the row sums / scales are padded to whole
         // panels; weight vector `g · kq + c · gp + q0 + j` (`g` is the group's first panel,
         // `c < kq`) is inside the buffer; activation quad `c` of row `r < R` lies in the
-        // `xs ≥ 4 · kq` written bytes.
+        // `stride ≥ 4 · kq` written bytes.
         unsafe {
             let mut acc = [[_mm256_setzero_si256(); Q]; R];
             for j in 0..Q {
                 let rs = _mm256_loadu_si256(self.row_sums.as_ptr().add((g + q0 + j) * 8) as *const __m256i);
-                let init = D::init(rs);
+                // Start at −64 · Σ_k q[i, k]: the offset of `u` cancels.
+                let init = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<6>(rs));
                 for a in acc.iter_mut() {
                     a[j] = init;
                 }
@@ -395,7 +348,7 @@ impl Kern<'_> {
                     *w = _mm256_load_si256(wp.add(j));
                 }
                 for (r, acc) in acc.iter_mut().enumerate() {
-                    let xb = D::load(xp.add(r * stride), xs);
+                    let xb = _mm256_set1_epi32((xp.add(r * stride) as *const i32).read_unaligned());
                     for (a, &w) in acc.iter_mut().zip(&w) {
                         *a = D::dot(*a, xb, w);
                     }

@@ -22,6 +22,7 @@ pub struct Args {
     pub segment_at: Option<String>,
     pub save: Option<String>,
     pub load: Option<String>,
+    pub init: Option<String>,
     pub ensemble: Vec<String>,
     pub dynamic_lrs: Vec<f64>,
     pub dynamic: DynamicEvalConfig,
@@ -56,6 +57,7 @@ pub fn parse() -> Result<Args, Box<dyn Error>> {
         segment_at: None,
         save: None,
         load: None,
+        init: None,
         ensemble: Vec::new(),
         dynamic_lrs: Vec::new(),
         dynamic: DynamicEvalConfig::default(),
@@ -114,6 +116,8 @@ pub fn parse() -> Result<Args, Box<dyn Error>> {
             "--segment-at" => a.segment_at = Some(val.clone()),
             "--save" => a.save = Some(val.clone()),
             "--load" => a.load = Some(val.clone()),
+            "--init" => a.init = Some(val.clone()),
+            "--average-from" => a.train.average_from = Some(num!()),
             "--ensemble" => a.ensemble.push(val.clone()),
             "--dynamic-eval" => {
                 a.dynamic_lrs = val
@@ -143,6 +147,11 @@ pub fn parse() -> Result<Args, Box<dyn Error>> {
     }
     if !a.ensemble.is_empty() && a.load.is_none() {
         return Err("--ensemble DIR needs --load DIR (the first member)".into());
+    }
+    if a.init.is_some() && a.load.is_some() {
+        return Err(
+            "--init DIR (train from a checkpoint) and --load DIR (evaluate one, no training) exclude each other".into(),
+        );
     }
     if !(a.holdout > 0.0 && a.holdout < 1.0) {
         return Err(format!("--holdout must be in (0, 1), got {}", a.holdout).into());

@@ -33,6 +33,15 @@
 //! `charlm`: the config as `model`, the vocabulary and text normalization as
 //! `preprocessing`, weights in safetensors); `--load DIR` skips training and evaluates and
 //! samples that model (static evaluation, `--segment-at`, dynamic evaluation, sample).
+//! `--init DIR` trains on from that checkpoint's weights instead of a fresh initialization
+//! (its architecture and dropout settings are the run's; the optimizer and the schedule start
+//! afresh, as a warm restart; the vocabulary must be this text's).
+//!
+//! Iterate averaging: `--average-from F` (a fraction in [0, 1)) keeps the running mean of the
+//! weights after every update from `F` of the run's updates on; once it exists, every epoch
+//! also evaluates it, and it is the run's model: saved by `--save`, evaluated and sampled at the
+//! end (the last iterate's held-out figure is logged beside it and kept in the checkpoint's
+//! metrics as `last_iterate_heldout_bpc`).
 //!
 //! Ensembles: `--ensemble DIR` (repeatable, with `--load DIR` as the first member) also scores
 //! the held-out text with the equal-weight mixture of the members' next-character
@@ -126,6 +135,7 @@ fn settings(args: &Args) -> serde_json::Value {
     json!({
         "text": args.text,
         "model": args.model,
+        "init": args.init,
         "train": args.train,
         "seed": args.seed,
         "eval_streams": args.eval_streams,
@@ -147,7 +157,14 @@ fn save(dir: &str, args: &Args, model: &CharLm, metrics: serde_json::Value) -> R
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let args = parse()?;
+    let mut args = parse()?;
+    if let Some(dir) = &args.init {
+        // Training continues from a checkpoint: its architecture is the run's.
+        args.model = CharLm::load(Path::new(dir))
+            .map_err(|e| format!("--init {dir}: {e}"))?
+            .config()
+            .clone();
+    }
     let started = args.started;
     let raw = std::fs::read_to_string(&args.text).map_err(|e| format!("{}: {e}", args.text))?;
     // Line endings are normalized to `\n` (a `\r` before every `\n` would be free bits), and
@@ -356,7 +373,20 @@ fn train(args: &Args, vocab: CharVocab, train_ids: &[usize], test_ids: &[usize])
     let used = &train_ids[..args.max_chars.unwrap_or(usize::MAX).min(train_ids.len())];
     let mut init_rng = ChaCha8Rng::seed_from_u64(args.seed);
     let mut drop_rng = ChaCha8Rng::seed_from_u64(args.seed.wrapping_add(1));
-    let mut model = CharLm::new(args.model.clone(), vocab, &mut init_rng)?;
+    let mut model = match &args.init {
+        Some(dir) => {
+            let m = CharLm::load(Path::new(dir)).map_err(|e| format!("--init {dir}: {e}"))?;
+            if *m.vocab() != vocab {
+                return Err(format!(
+                    "--init {dir}: the checkpoint's vocabulary differs from this text's training split"
+                )
+                .into());
+            }
+            eprintln!("training continues from {dir} (fresh optimizer and schedule)");
+            m
+        }
+        None => CharLm::new(args.model.clone(), vocab, &mut init_rng)?,
+    };
     let mut trainer = CharLmTrainer::new(args.train.clone(), used.len())?;
     let per_epoch = args.train.steps_per_epoch(used.len());
     let (e, h, l, v) = (
@@ -388,6 +418,7 @@ fn train(args: &Args, vocab: CharVocab, train_ids: &[usize], test_ids: &[usize])
     let mut recent: std::collections::VecDeque<(u64, Instant)> = std::collections::VecDeque::new();
     let mut last = None;
     let mut epoch = 0;
+    let averaging = args.train.average_from.is_some();
     while !trainer.finished() {
         epoch += 1;
         let t0 = Instant::now();
@@ -424,7 +455,9 @@ fn train(args: &Args, vocab: CharVocab, train_ids: &[usize], test_ids: &[usize])
             };
             // Forward-only evaluation of the held-out text ≈ half the cost per character of
             // a training update (batch 8 is less efficient than the training batch).
-            let eval_t = 0.5 * per_step * test_chars / chunk_chars;
+            // With iterate averaging, the average is evaluated too.
+            let evals = if averaging { 2.0 } else { 1.0 };
+            let eval_t = evals * 0.5 * per_step * test_chars / chunk_chars;
             let left = budget - start.elapsed().as_secs_f64() - 2.0 * eval_t - 15.0;
             let mut extra = (left / per_step).max(0.0);
             for _ in 0..3 {
@@ -457,17 +490,39 @@ fn train(args: &Args, vocab: CharVocab, train_ids: &[usize], test_ids: &[usize])
             trainer.steps(),
             trainer.total_steps()
         );
+        // With `--average-from`, the run's model is the iterate average once it exists (the
+        // last iterate's figure is logged beside it).
+        let avg = match trainer.averaged(&model)? {
+            Some(m) => {
+                let t2 = Instant::now();
+                let ev_avg = m.evaluate_ids(test_ids, args.eval_streams, 256)?;
+                eval_secs += t2.elapsed().as_secs_f64();
+                eprintln!(
+                    "epoch {epoch}: iterate average of the last {} updates: held-out {:.3} bpc (last iterate {:.3}), eval {:.0} s",
+                    trainer.averaged_updates(),
+                    ev_avg.bpc,
+                    ev.bpc,
+                    t2.elapsed().as_secs_f64()
+                );
+                Some((m, ev_avg))
+            }
+            None => None,
+        };
+        let (best_model, best_ev) = match &avg {
+            Some((m, e)) => (m, *e),
+            None => (&model, ev),
+        };
         if let Some(dir) = &args.save {
-            let metrics = json!({"epoch": epoch, "updates": trainer.steps(), "heldout_bpc": ev.bpc, "heldout_chars": ev.chars, "train_loss": stats.loss});
-            save(dir, args, &model, metrics)?;
+            let metrics = json!({"epoch": epoch, "updates": trainer.steps(), "heldout_bpc": best_ev.bpc, "heldout_chars": best_ev.chars, "train_loss": stats.loss, "averaged_updates": trainer.averaged_updates(), "last_iterate_heldout_bpc": ev.bpc});
+            save(dir, args, best_model, metrics)?;
             eprintln!("saved to {dir}");
         }
-        last = Some((stats, ev));
+        last = Some((stats, best_ev, avg.map(|(m, _)| m)));
     }
     eprintln!("trained {} updates in {epoch} epochs", trainer.steps());
-    let (stats, ev) = last.ok_or("no epochs were run")?;
+    let (stats, ev, avg) = last.ok_or("no epochs were run")?;
     Ok(Trained {
-        model,
+        model: avg.unwrap_or(model),
         stats,
         eval: ev,
         updates: trainer.steps(),

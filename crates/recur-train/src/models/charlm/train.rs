@@ -12,7 +12,7 @@ use super::{CharLm, Chunk, LmState, StepOut};
 use crate::clip::clip_grad_norm;
 use crate::error::{Result, TrainError};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
-use crate::params::Module;
+use crate::params::{Module, ParamAverage};
 use crate::schedule::{Decay, ScheduleConfig};
 
 /// Training settings for [`CharLmTrainer`].
@@ -42,6 +42,12 @@ pub struct CharLmTrainConfig {
     /// them from a generator seeded by the `k`-th value the trainer's RNG gives for that
     /// update, so a run is reproducible for a given thread count.
     pub threads: usize,
+    /// Iterate averaging: from this fraction of the run's updates on (of
+    /// [`CharLmTrainer::total_steps`] as it stands at each update), the weights after every
+    /// update are added to a running mean, which [`CharLmTrainer::averaged`] returns as a
+    /// model (Polyak averaging over the tail of the decay, as in ASGD or SWA). `None` (the
+    /// default) keeps no average.
+    pub average_from: Option<f64>,
 }
 
 impl Default for CharLmTrainConfig {
@@ -64,6 +70,7 @@ impl Default for CharLmTrainConfig {
             },
             max_bad_steps: 5,
             threads: 1,
+            average_from: None,
         }
     }
 }
@@ -98,6 +105,14 @@ impl CharLmTrainConfig {
                     self.batch, self.threads
                 ),
             ));
+        }
+        if let Some(f) = self.average_from {
+            if !(f.is_finite() && (0.0..1.0).contains(&f)) {
+                return Err(TrainError::config(
+                    "train.average_from",
+                    format!("must be a fraction in [0, 1), got {f}"),
+                ));
+            }
         }
         self.optimizer.validate()?;
         self.schedule.validate()
@@ -151,6 +166,7 @@ pub struct CharLmTrainer {
     optim: Optimizer,
     step: u64,
     total_steps: u64,
+    average: Option<ParamAverage>,
 }
 
 impl CharLmTrainer {
@@ -170,7 +186,26 @@ impl CharLmTrainer {
             cfg,
             step: 0,
             total_steps,
+            average: None,
         })
+    }
+
+    /// The iterate average (see [`CharLmTrainConfig::average_from`]) as a copy of `model`
+    /// with the mean weights, or `None` while no update has been averaged.
+    pub fn averaged(&self, model: &CharLm) -> Result<Option<CharLm>> {
+        match &self.average {
+            Some(avg) if avg.count() > 0 => {
+                let mut m = model.clone();
+                avg.write_to(&mut m)?;
+                Ok(Some(m))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// How many updates' weights are in the iterate average.
+    pub fn averaged_updates(&self) -> u64 {
+        self.average.as_ref().map_or(0, ParamAverage::count)
     }
 
     /// The settings.
@@ -274,6 +309,14 @@ impl CharLmTrainer {
                 let grads: Vec<&[f32]> = out.grads.iter().map(|g| g.as_slice()).collect();
                 let mut params: Vec<&mut [f32]> = model.buffers_mut().into_iter().map(|p| p.as_mut_slice()).collect();
                 self.optim.step(lr, &mut params, &grads);
+            }
+            if let Some(f) = self.cfg.average_from {
+                if (self.step + 1) as f64 > f * self.total_steps as f64 {
+                    let model: &CharLm = model;
+                    self.average
+                        .get_or_insert_with(|| ParamAverage::new(model))
+                        .add(model)?;
+                }
             }
             let total = on_step(&StepInfo {
                 step: self.step,
