@@ -107,13 +107,7 @@ impl ParamAverage {
     /// Adds the current weights of `model` to the average. Errors if the layout differs from
     /// the one the average was created with.
     pub fn add(&mut self, model: &impl Module) -> Result<()> {
-        self.check(
-            &model
-                .buffers()
-                .iter()
-                .map(|(_, b)| b.as_slice().len())
-                .collect::<Vec<_>>(),
-        )?;
+        self.check(model)?;
         for (sum, (_, buf)) in self.sums.iter_mut().zip(model.buffers()) {
             for (s, &w) in sum.iter_mut().zip(buf.as_slice()) {
                 *s += w as f64;
@@ -134,13 +128,7 @@ impl ParamAverage {
         if self.count == 0 {
             return Err(TrainError::Invalid("parameter average: no iterates were added".into()));
         }
-        self.check(
-            &model
-                .buffers()
-                .iter()
-                .map(|(_, b)| b.as_slice().len())
-                .collect::<Vec<_>>(),
-        )?;
+        self.check(model)?;
         let n = self.count as f64;
         for (sum, buf) in self.sums.iter().zip(model.buffers_mut()) {
             for (w, &s) in buf.as_mut_slice().iter_mut().zip(sum) {
@@ -150,7 +138,9 @@ impl ParamAverage {
         Ok(())
     }
 
-    fn check(&self, lens: &[usize]) -> Result<()> {
+    /// Errors unless `model`'s buffers have the lengths of the average's.
+    fn check(&self, model: &impl Module) -> Result<()> {
+        let lens: Vec<usize> = model.buffers().iter().map(|(_, b)| b.as_slice().len()).collect();
         let mine: Vec<usize> = self.sums.iter().map(Vec::len).collect();
         if mine != lens {
             return Err(TrainError::Invalid(format!(
