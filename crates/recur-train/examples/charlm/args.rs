@@ -67,6 +67,8 @@ pub fn parse() -> Result<Args, Box<dyn Error>> {
         dynamic_ms_chars: 100_000,
     };
     let mut it = std::env::args().skip(1);
+    // Model flags given on the command line (refused with `--init`, whose checkpoint fixes them).
+    let mut model_flags = Vec::new();
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
             let doc = include_str!("main.rs").lines().take_while(|l| l.starts_with("//!"));
@@ -80,6 +82,18 @@ pub fn parse() -> Result<Args, Box<dyn Error>> {
             () => {
                 val.parse().map_err(|e| bad(&e))?
             };
+        }
+        const MODEL_FLAGS: [&str; 7] = [
+            "--cell",
+            "--embed",
+            "--hidden",
+            "--layers",
+            "--dropout",
+            "--input-dropout",
+            "--recurrent-dropout",
+        ];
+        if MODEL_FLAGS.contains(&flag.as_str()) {
+            model_flags.push(flag.clone());
         }
         match flag.as_str() {
             "--text" => a.text = val.clone(),
@@ -147,6 +161,13 @@ pub fn parse() -> Result<Args, Box<dyn Error>> {
     }
     if !a.ensemble.is_empty() && a.load.is_none() {
         return Err("--ensemble DIR needs --load DIR (the first member)".into());
+    }
+    if a.init.is_some() && !model_flags.is_empty() {
+        return Err(format!(
+            "{} cannot be combined with --init DIR: the checkpoint fixes the architecture and dropout",
+            model_flags.join(", ")
+        )
+        .into());
     }
     if a.init.is_some() && a.load.is_some() {
         return Err(

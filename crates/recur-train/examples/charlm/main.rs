@@ -33,9 +33,10 @@
 //! `charlm`: the config as `model`, the vocabulary and text normalization as
 //! `preprocessing`, weights in safetensors); `--load DIR` skips training and evaluates and
 //! samples that model (static evaluation, `--segment-at`, dynamic evaluation, sample).
-//! `--init DIR` trains on from that checkpoint's weights instead of a fresh initialization
-//! (its architecture and dropout settings are the run's; the optimizer and the schedule start
-//! afresh, as a warm restart; the vocabulary must be this text's).
+//! `--init DIR` trains on from that checkpoint's weights instead of a fresh initialization:
+//! its architecture and dropout settings are the run's (the model flags above are refused with
+//! it), the optimizer and the schedule start afresh (a warm restart), and the vocabulary must
+//! be this text's.
 //!
 //! Iterate averaging: `--average-from F` (a fraction in [0, 1)) keeps the running mean of the
 //! weights after every update from `F` of the run's updates on; once it exists, every epoch
