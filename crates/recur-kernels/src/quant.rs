@@ -120,7 +120,8 @@ pub enum Precision {
     F32,
     /// IEEE 754 half precision.
     F16,
-    /// Signed 8-bit integers with one `f32` scale per row; activations quantized per row.
+    /// Signed 8-bit integers with one `f32` scale per row; activations quantized per row to
+    /// 7 bits ([`ACT_LEVELS`]).
     Int8,
 }
 

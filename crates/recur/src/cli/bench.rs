@@ -28,8 +28,8 @@ pub enum PrecisionArg {
     F32,
     /// IEEE half precision (widened to f32 in the kernel).
     F16,
-    /// int8 weights with one scale per row, activations quantized per row and call, integer
-    /// dot products (AVX-512 VNNI, AVX-VNNI or AVX2).
+    /// int8 weights with one scale per row, activations quantized to 7 bits per row and call,
+    /// integer dot products (AVX-512 VNNI, AVX-VNNI or AVX2).
     Int8,
 }
 

@@ -52,9 +52,9 @@ pub struct Args {
     #[arg(long, default_value_t = 256)]
     micro_batch_events: usize,
     /// Storage of the input and recurrent weights in inference: f16 halves the weight memory,
-    /// int8 (per-row weight scales, activations quantized per call, integer dot products) is
-    /// the fastest: about 2.5× f32 per ticket, with holdout AUC within 1e-5 of f32 on the demo
-    /// model (BENCHMARKS.md).
+    /// int8 (per-row weight scales, activations quantized to 7 bits per call, integer dot
+    /// products) is the fastest: about 2.5× f32 per ticket, with holdout AUC within 2e-4 of f32
+    /// on the demo model (BENCHMARKS.md).
     #[arg(long, value_enum, default_value_t = super::bench::PrecisionArg::F32)]
     precision: super::bench::PrecisionArg,
     /// Per-request deadline in milliseconds (504 beyond).
