@@ -159,12 +159,14 @@ fn save(dir: &str, args: &Args, model: &CharLm, metrics: serde_json::Value) -> R
 
 fn run() -> Result<(), Box<dyn Error>> {
     let mut args = parse()?;
-    if let Some(dir) = &args.init {
-        // Training continues from a checkpoint: its architecture is the run's.
-        args.model = CharLm::load(Path::new(dir))
-            .map_err(|e| format!("--init {dir}: {e}"))?
-            .config()
-            .clone();
+    // `--init`: training continues from a checkpoint (loaded once, here); its architecture is
+    // the run's.
+    let init = match &args.init {
+        Some(dir) => Some(CharLm::load(Path::new(dir)).map_err(|e| format!("--init {dir}: {e}"))?),
+        None => None,
+    };
+    if let Some(m) = &init {
+        args.model = m.config().clone();
     }
     let started = args.started;
     let raw = std::fs::read_to_string(&args.text).map_err(|e| format!("{}: {e}", args.text))?;
@@ -223,7 +225,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             (m, None, ev)
         }
         None => {
-            let t = train(&args, vocab, &train_ids, &test_ids)?;
+            let t = train(&args, init, vocab, &train_ids, &test_ids)?;
             updates = Some((t.updates, t.epochs));
             (t.model, Some(t.stats), t.eval)
         }
@@ -368,15 +370,21 @@ struct Trained {
     epochs: usize,
 }
 
-/// Trains a model on `train_ids` per `args`, evaluating on `test_ids` after every epoch (and
+/// Trains a model (`init`, the `--init` checkpoint, or a fresh one) on `train_ids` per `args`,
+/// evaluating on `test_ids` after every epoch (and
 /// saving to `--save` after every epoch, so an interrupted run keeps its latest model).
-fn train(args: &Args, vocab: CharVocab, train_ids: &[usize], test_ids: &[usize]) -> Result<Trained, Box<dyn Error>> {
+fn train(
+    args: &Args,
+    init: Option<CharLm>,
+    vocab: CharVocab,
+    train_ids: &[usize],
+    test_ids: &[usize],
+) -> Result<Trained, Box<dyn Error>> {
     let used = &train_ids[..args.max_chars.unwrap_or(usize::MAX).min(train_ids.len())];
     let mut init_rng = ChaCha8Rng::seed_from_u64(args.seed);
     let mut drop_rng = ChaCha8Rng::seed_from_u64(args.seed.wrapping_add(1));
-    let mut model = match &args.init {
-        Some(dir) => {
-            let m = CharLm::load(Path::new(dir)).map_err(|e| format!("--init {dir}: {e}"))?;
+    let mut model = match (init, &args.init) {
+        (Some(m), Some(dir)) => {
             if *m.vocab() != vocab {
                 return Err(format!(
                     "--init {dir}: the checkpoint's vocabulary differs from this text's training split"
@@ -386,7 +394,7 @@ fn train(args: &Args, vocab: CharVocab, train_ids: &[usize], test_ids: &[usize])
             eprintln!("training continues from {dir} (fresh optimizer and schedule)");
             m
         }
-        None => CharLm::new(args.model.clone(), vocab, &mut init_rng)?,
+        _ => CharLm::new(args.model.clone(), vocab, &mut init_rng)?,
     };
     let mut trainer = CharLmTrainer::new(args.train.clone(), used.len())?;
     let per_epoch = args.train.steps_per_epoch(used.len());
