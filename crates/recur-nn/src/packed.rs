@@ -90,9 +90,21 @@ impl Packing {
         self.pack_padded(x.data, x.layout, x.features)
     }
 
+    /// [`Packing::pack`] into `out` (`[total, features]`; every element is written).
+    pub fn pack_into<T: Float>(&self, x: &SeqBatch<'_, T>, out: &mut [T]) {
+        self.pack_padded_into(x.data, x.layout, x.features, out)
+    }
+
     /// Packs padded data of width `w` in `layout`.
     pub fn pack_padded<T: Float>(&self, data: &[T], layout: Layout, w: usize) -> Vec<T> {
         let mut out = vec![T::zero(); self.total() * w];
+        self.pack_padded_into(data, layout, w, &mut out);
+        out
+    }
+
+    /// [`Packing::pack_padded`] into `out` (`[total, w]`; every element is written).
+    pub fn pack_padded_into<T: Float>(&self, data: &[T], layout: Layout, w: usize, out: &mut [T]) {
+        assert_eq!(out.len(), self.total() * w, "pack_padded_into: output size");
         for (t, &bs) in self.batch_sizes.iter().enumerate() {
             for j in 0..bs {
                 let src = self.padded_index(layout, self.sorted[j], t) * w;
@@ -100,7 +112,6 @@ impl Packing {
                 out[dst..dst + w].copy_from_slice(&data[src..src + w]);
             }
         }
-        out
     }
 
     /// Unpacks `[total, w]` rows into a zero-padded `[batch, time, w]` (or time-first) tensor.

@@ -8,7 +8,7 @@ use recur_kernels::{kernels, Float, KernelChoice, Kernels, PackedGemv, Precision
 
 use crate::config::RnnConfig;
 use crate::dropout::DropoutMasks;
-use crate::engine;
+use crate::engine::{self, ScratchPool};
 use crate::error::{check_len, NnError, Result};
 use crate::packed::Packing;
 use crate::params::{layout, LayerIndex, ParamBuffer};
@@ -129,6 +129,8 @@ pub struct Rnn<T> {
     helper: Option<Arc<Helper>>,
     /// Storage of `W_ih` and `W_hh` for inference passes.
     precision: Precision,
+    /// Buffers that inference passes reuse (see `engine::scratch`).
+    scratch: ScratchPool<T>,
 }
 
 /// The matrices one time step multiplies by, packed for [`Kernels::gemm_packed`]: for the
@@ -168,6 +170,7 @@ impl<T: Float> Rnn<T> {
             packed_bwd: OnceLock::new(),
             helper: None,
             precision: Precision::F32,
+            scratch: ScratchPool::default(),
         })
     }
 
@@ -236,6 +239,11 @@ impl<T: Float> Rnn<T> {
     /// The storage precision of inference weights (see [`Rnn::set_precision`]).
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// The pool of reusable inference buffers.
+    pub(crate) fn scratch(&self) -> &ScratchPool<T> {
+        &self.scratch
     }
 
     /// The helper thread of a 2-thread model.
@@ -325,6 +333,7 @@ impl<T: Float> Rnn<T> {
             packed_bwd: OnceLock::new(),
             helper: self.helper.clone(),
             precision: self.precision,
+            scratch: ScratchPool::default(),
         }
     }
 

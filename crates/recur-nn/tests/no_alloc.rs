@@ -1,5 +1,7 @@
 //! The time loop never allocates: the number of heap allocations of a forward pass, a
-//! training forward pass and a backward pass is the same for 8 and for 200 time steps.
+//! training forward pass and a backward pass is the same for 8 and for 200 time steps (once
+//! the model's reusable inference buffers have grown to the longer pass); and a warm inference
+//! pass allocates only what it returns, however many layers and directions it runs.
 //!
 //! Allocations are counted per thread (the engine runs on the calling thread), so that the
 //! test harness's own threads cannot change the count on a busy machine.
@@ -70,7 +72,7 @@ fn allocation_count_does_not_grow_with_sequence_length() {
     for cfg in variants {
         let m = Rnn::<f32>::new(cfg.clone(), &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
         for batch in [1, 7] {
-            counts(&m, 4, batch); // packs the weights once
+            counts(&m, 200, batch); // packs the weights and grows the inference buffers once
             let short = counts(&m, 8, batch);
             let long = counts(&m, 200, batch);
             assert_eq!(
@@ -79,5 +81,25 @@ fn allocation_count_does_not_grow_with_sequence_length() {
                 cfg.cell
             );
         }
+    }
+}
+
+#[test]
+fn a_warm_inference_pass_allocates_only_its_results() {
+    for (layers, bidirectional) in [(1, false), (2, true), (3, true)] {
+        let mut c = RnnConfig::new(CellKind::Gru, 6, 16);
+        c.num_layers = layers;
+        c.bidirectional = bidirectional;
+        let m = Rnn::<f32>::new(c, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+        counts(&m, 50, 3);
+        let (fwd, _, _) = counts(&m, 50, 3);
+        // The packing's vectors, `h_n` and the output, plus per layer the job list and per
+        // layer-direction the GEMM's own packing buffer (`matrixmultiply`): a bound that does
+        // not count the buffers a pass uses (about 7 more per layer-direction when cold).
+        let dirs = if bidirectional { 2 } else { 1 };
+        assert!(
+            fwd <= 8 + layers * (1 + dirs),
+            "{layers} layers, bidirectional {bidirectional}: a warm forward pass made {fwd} allocations"
+        );
     }
 }

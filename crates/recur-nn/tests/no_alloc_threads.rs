@@ -58,8 +58,8 @@ fn main() {
         let mut m = Rnn::<f32>::new(cfg, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
         m.set_threads(2).unwrap();
         for batch in [1, 5] {
-            // Packs the weights and warms the helper thread once.
-            counts(&m, 4, batch);
+            // Packs the weights, warms the helper thread and grows the inference buffers once.
+            counts(&m, 200, batch);
             // Several rounds, so that both outcomes of the helper race (the helper runs the
             // reverse direction, or the caller takes it back) are likely to be seen.
             let short: Vec<_> = (0..20).map(|_| counts(&m, 8, batch)).collect();

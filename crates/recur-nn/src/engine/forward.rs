@@ -2,15 +2,18 @@
 
 use recur_kernels::{reference, Accum, Float, Kernels};
 
-use super::{linear, mul, mul_in_place, steps, Dims, DirTape, DirWeights, LayerTape, TapeInner};
+use super::scratch::{grow, DirScratch, Scratch};
+use super::{linear, mul, mul_in_place, steps, Dims, DirWeights, LayerTape, TapeInner};
 use crate::config::CellKind;
 use crate::dropout::DropoutMasks;
 use crate::packed::Packing;
 use crate::rnn::{PackedStep, Rnn, RnnOutput, SeqBatch, State};
 
 /// Runs the whole stack. With `train`, every intermediate needed by the backward pass is
-/// kept in a tape; otherwise per-step scratch is reused and only outputs are kept. Without
-/// `keep_output` the last layer's per-step outputs are not assembled (`output` is empty).
+/// kept in a tape; otherwise per-step scratch is reused and only outputs are kept, and the
+/// pass's buffers come from (and go back to) the model's scratch pool, so that a warm model
+/// allocates only what it returns. Without `keep_output` the last layer's per-step outputs are
+/// not assembled (`output` is empty).
 pub(crate) fn forward<T: Float>(
     m: &Rnn<T>,
     x: &SeqBatch<'_, T>,
@@ -30,78 +33,102 @@ pub(crate) fn forward<T: Float>(
     } else {
         Vec::new()
     };
-    let mut input = pk.pack(x);
-    let mut layers = Vec::new();
     let total = pk.total();
-    let mut layer_out = Vec::new();
+    let w_out = d_n * h_out;
+    // Training keeps its buffers in the tape; inference borrows a reusable set.
+    let mut ws = if train { Scratch::default() } else { m.scratch().take() };
+    ws.dirs.resize_with(d_n, DirScratch::default);
+    // `input` holds `in_w` valid columns per packed row, `layer_out` the layer's output.
+    let (mut input, mut in_w) = (std::mem::take(&mut ws.input), x.features);
+    grow(&mut input, total * in_w);
+    pk.pack_into(x, &mut input[..total * in_w]);
+    let mut layer_out = std::mem::take(&mut ws.output);
+    let mut layers = Vec::new();
     for l in 0..cfg.num_layers {
         let dims = Dims::new(cfg, l);
         let last = l + 1 == cfg.num_layers;
         let assemble = !last || keep_output || train;
-        layer_out = if assemble {
-            vec![T::zero(); total * d_n * h_out]
-        } else {
-            Vec::new()
-        };
+        if train {
+            layer_out = Vec::new();
+        }
+        if assemble {
+            grow(&mut layer_out, total * w_out);
+        }
         let mut jobs: Vec<DirJob<'_, T>> = (0..d_n)
-            .map(|d| DirJob::new(m, pk, st, masks, l, d, dims, train))
+            .map(|d| {
+                let sc = std::mem::take(&mut ws.dirs[d]);
+                DirJob::new(m, pk, st, masks, l, d, dims, train, sc)
+            })
             .collect();
-        let x_in = &input;
+        let x_in = &input[..total * in_w];
         match (m.helper(), jobs.as_mut_slice()) {
             (Some(helper), [fwd, bwd]) => {
                 helper.join(|| fwd.run(x_in), || bwd.run(x_in));
             }
             (_, jobs) => jobs.iter_mut().for_each(|j| j.run(x_in)),
         }
-        let mut dirs = Vec::with_capacity(d_n);
+        let mut dirs = Vec::with_capacity(if train { d_n } else { 0 });
         for (d, job) in jobs.into_iter().enumerate() {
             let ld = l * d_n + d;
-            let DirJob { hs, cs, mut tape, .. } = job;
+            let mut sc = job.sc;
             // The final states were left in hs / cs (sorted order).
-            pk.unsort_rows(&hs, h_out, &mut h_n[ld * b * h_out..(ld + 1) * b * h_out]);
+            pk.unsort_rows(
+                &sc.hs[..b * h_out],
+                h_out,
+                &mut h_n[ld * b * h_out..(ld + 1) * b * h_out],
+            );
             if lstm {
-                pk.unsort_rows(&cs, h, &mut c_n[ld * b * h..(ld + 1) * b * h]);
+                pk.unsort_rows(&sc.cs[..b * h], h, &mut c_n[ld * b * h..(ld + 1) * b * h]);
             }
-            let w_out = d_n * h_out;
             if assemble {
-                for (r, y) in tape.ys.chunks_exact(h_out).enumerate() {
+                for (r, y) in sc.tape.ys[..total * h_out].chunks_exact(h_out).enumerate() {
                     layer_out[r * w_out + d * h_out..r * w_out + (d + 1) * h_out].copy_from_slice(y);
                 }
             }
-            if !train {
-                tape = DirTape::default();
+            if train {
+                dirs.push(std::mem::take(&mut sc.tape));
+            } else {
+                ws.dirs[d] = sc;
             }
-            dirs.push(tape);
         }
         let mut out_mask = Vec::new();
         if let Some(ms) = masks.filter(|_| l + 1 < cfg.num_layers) {
             if !ms.between[l].is_empty() {
-                out_mask = pk.pack_padded(&ms.between[l], crate::rnn::Layout::BatchFirst, d_n * h_out);
+                out_mask = pk.pack_padded(&ms.between[l], crate::rnn::Layout::BatchFirst, w_out);
             }
         }
-        // The last layer's output stays in `layer_out`; a lower layer's output becomes the
-        // next input (moved, or masked into a new buffer).
-        let next = if l + 1 == cfg.num_layers {
-            Vec::new()
-        } else if out_mask.is_empty() {
-            std::mem::take(&mut layer_out)
-        } else {
-            mul(&layer_out, &out_mask)
-        };
-        let used = std::mem::replace(&mut input, next);
+        // A lower layer's output becomes the next input. Training moves it (or masks it into
+        // a new buffer) and keeps the used input in the tape; inference swaps the two buffers.
+        // The last layer's output stays in `layer_out`.
         if train {
+            let next = if last {
+                Vec::new()
+            } else if out_mask.is_empty() {
+                std::mem::take(&mut layer_out)
+            } else {
+                mul(&layer_out[..total * w_out], &out_mask)
+            };
+            let used = std::mem::replace(&mut input, next);
             layers.push(LayerTape {
                 input: used,
                 dirs,
                 out_mask,
             });
+        } else if !last {
+            std::mem::swap(&mut input, &mut layer_out);
         }
+        in_w = w_out;
     }
     let output = if keep_output || train {
-        pk.unpack(&layer_out, x.layout, d_n * h_out)
+        pk.unpack(&layer_out[..total * w_out], x.layout, w_out)
     } else {
         Vec::new()
     };
+    if !train {
+        ws.input = input;
+        ws.output = layer_out;
+        m.scratch().give(ws);
+    }
     let out = RnnOutput {
         output,
         h_n,
@@ -127,10 +154,9 @@ const PACKED_INPUT_BATCH: usize = 1;
 struct DirJob<'a, T> {
     run: DirRun<'a, T>,
     dir: usize,
-    /// Initial states on entry, final states after [`DirJob::run`] (sorted order).
-    hs: Vec<T>,
-    cs: Vec<T>,
-    tape: DirTape<T>,
+    /// Its buffers: `hs` / `cs` hold the initial states on entry and the final states after
+    /// [`DirJob::run`] (sorted order); `tape.ys` the outputs.
+    sc: DirScratch<T>,
 }
 
 impl<'a, T: Float> DirJob<'a, T> {
@@ -144,19 +170,26 @@ impl<'a, T: Float> DirJob<'a, T> {
         d: usize,
         dims: Dims,
         train: bool,
+        mut sc: DirScratch<T>,
     ) -> Self {
         let cfg = m.config();
         let (b, h_out, h) = (pk.batch, cfg.h_out(), cfg.hidden_size);
         let ld = l * cfg.directions() + d;
-        let mut hs = vec![T::zero(); b * h_out];
-        if let Some(h0) = st.h0 {
-            pk.sort_rows(&h0[ld * b * h_out..(ld + 1) * b * h_out], h_out, &mut hs);
+        grow(&mut sc.hs, b * h_out);
+        let hs = &mut sc.hs[..b * h_out];
+        match st.h0 {
+            Some(h0) => pk.sort_rows(&h0[ld * b * h_out..(ld + 1) * b * h_out], h_out, hs),
+            None => hs.fill(T::zero()),
         }
-        let mut cs = vec![T::zero(); b * h];
-        if let (Some(c0), CellKind::Lstm) = (st.c0, cfg.cell) {
-            pk.sort_rows(&c0[ld * b * h..(ld + 1) * b * h], h, &mut cs);
+        if cfg.cell == CellKind::Lstm {
+            grow(&mut sc.cs, b * h);
+            let cs = &mut sc.cs[..b * h];
+            match st.c0 {
+                Some(c0) => pk.sort_rows(&c0[ld * b * h..(ld + 1) * b * h], h, cs),
+                None => cs.fill(T::zero()),
+            }
         }
-        let mut tape = DirTape::default();
+        let tape = &mut sc.tape;
         if let Some(ms) = masks {
             if !ms.input[ld].is_empty() {
                 tape.in_mask = pk.per_row(&ms.input[ld], dims.input);
@@ -176,20 +209,14 @@ impl<'a, T: Float> DirJob<'a, T> {
             train,
             eps: T::of(cfg.layer_norm_eps),
         };
-        DirJob {
-            run,
-            dir: d,
-            hs,
-            cs,
-            tape,
-        }
+        DirJob { run, dir: d, sc }
     }
 
     /// Runs the time loop over `input` (the layer's input, before input dropout).
     fn run(&mut self, input: &[T]) {
-        let xd = (!self.tape.in_mask.is_empty()).then(|| mul(input, &self.tape.in_mask));
+        let xd = (!self.sc.tape.in_mask.is_empty()).then(|| mul(input, &self.sc.tape.in_mask));
         let x = xd.as_deref().unwrap_or(input);
-        self.run.run(self.dir, x, &mut self.hs, &mut self.cs, &mut self.tape);
+        self.run.run(self.dir, x, &mut self.sc);
     }
 }
 
@@ -241,61 +268,72 @@ impl<T: Float> DirRun<'_, T> {
 
     /// Runs the time loop. `h` / `c` hold the initial states (sorted order) on entry and the
     /// final states on return. Fills `tape.ys` always and the rest of `tape` when training.
-    fn run(&mut self, dir: usize, x: &[T], hs: &mut [T], cs: &mut [T], tape: &mut DirTape<T>) {
+    fn run(&mut self, dir: usize, x: &[T], sc: &mut DirScratch<T>) {
+        let DirScratch {
+            hs,
+            cs,
+            gi,
+            hm,
+            gh,
+            gh_ln,
+            tape,
+        } = sc;
         let Dims { h: hd, h_out, g, .. } = self.dims;
         let pk = self.pk;
         let (total, b) = (pk.total(), pk.batch);
         let lstm = self.cell == CellKind::Lstm;
         let ln = self.w.ln;
-        // Workspace, planned before the loop. Per-row caches span all rows when training and
-        // one step's rows otherwise.
+        // Workspace, planned before the loop (grown, not cleared: every element of a buffer's
+        // used prefix is written before it is read). Per-row caches span all rows when
+        // training and one step's rows otherwise.
         let cap = if self.train { total } else { b };
         let row0 = |t: usize| if self.train { pk.offsets[t] } else { 0 };
-        let mut gi = vec![T::zero(); total * g];
+        grow(gi, total * g);
         if let Some(p) = ln {
-            self.input_projection(x, total, None, &mut gi);
+            self.input_projection(x, total, None, gi);
             let mut y = vec![T::zero(); total * g];
             let (mut xh, mut rs) = (vec![T::zero(); total * g], vec![T::zero(); total]);
-            reference::layernorm_fwd(total, g, &gi, p[0], p[1], self.eps, &mut y, &mut xh, &mut rs);
+            reference::layernorm_fwd(total, g, gi, p[0], p[1], self.eps, &mut y, &mut xh, &mut rs);
             if let Some(bias) = self.w.b_ih {
                 y.chunks_exact_mut(g)
                     .for_each(|row| row.iter_mut().zip(bias).for_each(|(v, &bb)| *v += bb));
             }
-            gi = y;
+            gi[..total * g].copy_from_slice(&y);
             if self.train {
                 tape.ln_ih = (xh, rs);
             }
         } else {
-            self.input_projection(x, total, self.w.b_ih, &mut gi);
+            self.input_projection(x, total, self.w.b_ih, gi);
         }
-        let mut hm = vec![T::zero(); b * h_out];
-        let mut gh = vec![T::zero(); b * g];
-        let mut gh_ln = if ln.is_some() {
-            vec![T::zero(); b * g]
-        } else {
-            Vec::new()
-        };
+        grow(hm, b * h_out);
+        grow(gh, b * g);
+        if ln.is_some() {
+            grow(gh_ln, b * g);
+        }
         let cache_w = match self.cell {
             CellKind::Gru | CellKind::Lstm => 4 * hd,
             _ => 0,
         };
-        tape.ys = vec![T::zero(); total * h_out];
-        tape.cache = vec![T::zero(); cap * cache_w];
+        // A training pass starts from an empty tape, so these are exact and zeroed there.
+        grow(&mut tape.ys, total * h_out);
+        grow(&mut tape.cache, cap * cache_w);
         if self.train {
-            tape.hprev = vec![T::zero(); total * h_out];
+            grow(&mut tape.hprev, total * h_out);
         }
         if lstm {
-            tape.c = vec![T::zero(); cap * hd];
+            grow(&mut tape.c, cap * hd);
             if self.train {
-                tape.cprev = vec![T::zero(); total * hd];
+                grow(&mut tape.cprev, total * hd);
             }
             if self.w.w_hr.is_some() {
-                tape.htilde = vec![T::zero(); cap * hd];
+                grow(&mut tape.htilde, cap * hd);
             }
             if ln.is_some() {
-                tape.cn = vec![T::zero(); cap * hd];
-                tape.ln_c = (vec![T::zero(); cap * hd], vec![T::zero(); cap]);
-                tape.ln_hh = (vec![T::zero(); cap * g], vec![T::zero(); cap]);
+                grow(&mut tape.cn, cap * hd);
+                grow(&mut tape.ln_c.0, cap * hd);
+                grow(&mut tape.ln_c.1, cap);
+                grow(&mut tape.ln_hh.0, cap * g);
+                grow(&mut tape.ln_hh.1, cap);
             }
         }
         let rec_mask = std::mem::take(&mut tape.rec_mask);
@@ -319,21 +357,21 @@ impl<T: Float> DirRun<'_, T> {
             let ys = &mut tape.ys[off * h_out..(off + n) * h_out];
             match self.cell {
                 CellKind::RnnTanh | CellKind::RnnRelu => {
-                    self.recurrent(hin, n, self.w.b_hh, &mut gh);
+                    self.recurrent(hin, n, self.w.b_hh, gh);
                     self.k
                         .rnn_fwd(n, hd, gi_t, &gh[..n * g], self.cell == CellKind::RnnRelu, ys);
                 }
                 CellKind::Gru => {
-                    self.recurrent(hin, n, self.w.b_hh, &mut gh);
+                    self.recurrent(hin, n, self.w.b_hh, gh);
                     let cache = &mut tape.cache[r * cache_w..(r + n) * cache_w];
                     self.k.gru_fwd(n, hd, gi_t, &gh[..n * g], &hs[..n * h_out], ys, cache);
                 }
                 CellKind::Lstm => {
                     let a = &mut tape.cache[r * g..(r + n) * g];
                     if let Some(p) = ln {
-                        self.recurrent(hin, n, None, &mut gh);
+                        self.recurrent(hin, n, None, gh);
                         let (xh, rs) = (&mut tape.ln_hh.0[r * g..(r + n) * g], &mut tape.ln_hh.1[r..r + n]);
-                        reference::layernorm_fwd(n, g, &gh, p[2], p[3], self.eps, &mut gh_ln, xh, rs);
+                        reference::layernorm_fwd(n, g, gh, p[2], p[3], self.eps, gh_ln, xh, rs);
                         a.copy_from_slice(&gh_ln[..n * g]);
                         if let Some(bias) = self.w.b_hh {
                             a.chunks_exact_mut(g)

@@ -6,9 +6,11 @@
 
 mod backward;
 mod forward;
+mod scratch;
 
 pub(crate) use backward::backward;
 pub(crate) use forward::forward;
+pub(crate) use scratch::ScratchPool;
 
 use recur_kernels::{reference, Accum, Float, Kernels, MatMut, MatRef};
 
