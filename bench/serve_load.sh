@@ -8,7 +8,8 @@
 # Starts the server, warms it up (2 s at 1,500 requests/s), runs `recur loadtest` with 32
 # connections, prints the load test's report, the client's CPU time, and the server's CPU
 # time per request (from /proc/PID/stat before and after) and context switches. The server
-# is stopped on exit. Used for the figures in BENCHMARKS.md (issue 5).
+# is stopped on exit, and the script exits with the load test's status (1 when any request
+# failed). Used for the figures in BENCHMARKS.md (issue 5).
 set -euo pipefail
 
 recur=target/release/recur model="" port=8181 serve_args="" load_args="" duration=12 requests=200000
@@ -21,7 +22,7 @@ while [[ $# -gt 0 ]]; do
         --load) load_args=$2; shift 2 ;;
         --duration) duration=$2; shift 2 ;;
         --requests) requests=$2; shift 2 ;;
-        -h|--help) sed -n 2,10p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,12p "$0"; exit 0 ;;
         *) echo "serve_load.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -48,12 +49,15 @@ cpu() { awk '{print $14 + $15}' "/proc/$server/stat"; }
 switches() { cat /proc/"$server"/task/*/status | awk '/ctxt_switches/ {s += $2} END {print s}'; }
 c0=$(cpu) s0=$(switches)
 # shellcheck disable=SC2086
+status=0
 report=$(/usr/bin/time -f "client CPU: %U s user, %S s system" "$recur" loadtest --url "$url" --connections 32 \
-    --requests "$requests" --duration "$duration" $load_args --json 2>"$log.time") || true
+    --requests "$requests" --duration "$duration" $load_args --json 2>"$log.time") || status=$?
 c1=$(cpu) s1=$(switches)
 echo "$report"
 cat "$log.time"
-ok=$(echo "$report" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ok"])' 2>/dev/null || echo 0)
+ok=$(grep -o '"ok": *[0-9]*' <<<"$report" | grep -o '[0-9]*$' || echo 0)
 tck=$(getconf CLK_TCK)
 awk -v c="$((c1 - c0))" -v t="$tck" -v n="$ok" -v s="$((s1 - s0))" 'BEGIN {
     printf "server CPU: %.2f s, %.3f ms per successful request (%d); %d context switches\n", c / t, (n > 0 ? 1000 * c / t / n : 0), n, s }'
+# The load test exits 1 when any request failed; so does this script.
+exit "$status"
