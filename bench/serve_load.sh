@@ -48,8 +48,8 @@ url="http://127.0.0.1:$port"
 cpu() { awk '{print $14 + $15}' "/proc/$server/stat"; }
 switches() { cat /proc/"$server"/task/*/status | awk '/ctxt_switches/ {s += $2} END {print s}'; }
 c0=$(cpu) s0=$(switches)
-# shellcheck disable=SC2086
 status=0
+# shellcheck disable=SC2086
 report=$(/usr/bin/time -f "client CPU: %U s user, %S s system" "$recur" loadtest --url "$url" --connections 32 \
     --requests "$requests" --duration "$duration" $load_args --json 2>"$log.time") || status=$?
 c1=$(cpu) s1=$(switches)
