@@ -124,6 +124,7 @@ fn train_cfg(epochs: usize, lr: f64) -> CharLmTrainConfig {
         max_bad_steps: 3,
         threads: 1,
         average_from: None,
+        weight_drop: 0.0,
     }
 }
 

@@ -132,6 +132,7 @@ pub fn parse() -> Result<Args, Box<dyn Error>> {
             "--load" => a.load = Some(val.clone()),
             "--init" => a.init = Some(val.clone()),
             "--average-from" => a.train.average_from = Some(num!()),
+            "--weight-drop" => a.train.weight_drop = num!(),
             "--ensemble" => a.ensemble.push(val.clone()),
             "--dynamic-eval" => {
                 a.dynamic_lrs = val

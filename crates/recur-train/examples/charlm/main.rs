@@ -13,8 +13,9 @@
 //! `--layers [1]`, `--dropout [0.25]` (output and between layers), `--input-dropout [0.1]`,
 //! `--recurrent-dropout [0.1]` (variational), `--epochs [12]`, `--bptt [100]`, `--batch [16]`,
 //! `--lr [3e-3]` (Adam, cosine decay after warmup), `--warmup [100]`, `--min-lr-factor [0.05]`,
-//! `--clip [1.0]`, `--threads [1]` (streams split into that many shards computed in
-//! parallel), `--seed [1]`, `--eval-streams [8]`, `--holdout [0.1]`, `--max-chars N`
+//! `--clip [1.0]`, `--weight-drop [0]` (DropConnect on the recurrent matrices; a training
+//! setting, so allowed with `--init`), `--threads [1]` (streams split into that many shards
+//! computed in parallel), `--seed [1]`, `--eval-streams [8]`, `--holdout [0.1]`, `--max-chars N`
 //! (train on the first N training characters only), `--sample-chars [300]`,
 //! `--temperature [0.8]`, `--prime ["The whale"]`, `--log-every [50]` (updates between
 //! progress lines; 0 = per epoch only), `--segment-at TEXT` (also report the held-out bpc

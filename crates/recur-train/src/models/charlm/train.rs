@@ -2,6 +2,7 @@
 //! trainer (optimizer state, schedule, step count) and the shards that split the streams over
 //! threads.
 
+use std::ops::Range;
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
@@ -48,6 +49,13 @@ pub struct CharLmTrainConfig {
     /// model (Polyak averaging over the tail of the decay, as in ASGD or SWA). `None` (the
     /// default) keeps no average.
     pub average_from: Option<f64>,
+    /// DropConnect on the recurrent matrices (AWD-LSTM's weight drop, Merity et al. 2018):
+    /// for every update, each element of every `weight_hh_l*` is zeroed with this
+    /// probability and the rest scaled by `1/(1 − p)`; the update's forward and backward run
+    /// with those weights (one mask for all streams and time steps), the gradient reaches the
+    /// kept elements through the mask, and the unmasked weights are restored before the
+    /// optimizer step. Evaluation always uses the full weights. 0 (the default) is off.
+    pub weight_drop: f64,
 }
 
 impl Default for CharLmTrainConfig {
@@ -71,6 +79,7 @@ impl Default for CharLmTrainConfig {
             max_bad_steps: 5,
             threads: 1,
             average_from: None,
+            weight_drop: 0.0,
         }
     }
 }
@@ -113,6 +122,12 @@ impl CharLmTrainConfig {
                     format!("must be a fraction in [0, 1), got {f}"),
                 ));
             }
+        }
+        if !(self.weight_drop.is_finite() && (0.0..1.0).contains(&self.weight_drop)) {
+            return Err(TrainError::config(
+                "train.weight_drop",
+                format!("must be a probability in [0, 1), got {}", self.weight_drop),
+            ));
         }
         self.optimizer.validate()?;
         self.schedule.validate()
@@ -167,6 +182,10 @@ pub struct CharLmTrainer {
     step: u64,
     total_steps: u64,
     average: Option<ParamAverage>,
+    /// Weight drop's buffers, reused across updates: the full recurrent weights and their
+    /// masks (`0` or `1/(1 − p)`), concatenated over the `weight_hh_l*` tensors in order.
+    dropped_saved: Vec<f32>,
+    dropped_mask: Vec<f32>,
 }
 
 impl CharLmTrainer {
@@ -187,6 +206,8 @@ impl CharLmTrainer {
             step: 0,
             total_steps,
             average: None,
+            dropped_saved: Vec::new(),
+            dropped_mask: Vec::new(),
         })
     }
 
@@ -283,7 +304,18 @@ impl CharLmTrainer {
             for sh in &mut shards {
                 sh.fill(ids, len, pos, time);
             }
-            let mut out = Shard::forward_backward(model, &mut shards, b, time, rng)?;
+            let dropped = self.drop_recurrent_weights(model, rng);
+            let out = Shard::forward_backward(model, &mut shards, b, time, rng);
+            let mut out = match out {
+                Ok(mut out) => {
+                    self.restore_recurrent_weights(model, &dropped, Some(&mut out.grads[1]));
+                    out
+                }
+                Err(e) => {
+                    self.restore_recurrent_weights(model, &dropped, None);
+                    return Err(e);
+                }
+            };
             let norm = {
                 let mut gs: Vec<&mut [f32]> = out.grads.iter_mut().map(|g| g.as_mut_slice()).collect();
                 if self.cfg.clip > 0.0 {
@@ -340,6 +372,63 @@ impl CharLmTrainer {
             steps,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+}
+
+impl CharLmTrainer {
+    /// Weight drop (see [`CharLmTrainConfig::weight_drop`]): masks every `weight_hh_l*` of
+    /// `model` in place with a fresh mask drawn from `rng` (element by element, tensors in
+    /// registration order), keeping the full weights and the mask. Returns the masked ranges
+    /// of the RNN's parameter buffer (none when weight drop is off; `rng` is then untouched).
+    fn drop_recurrent_weights(&mut self, model: &mut CharLm, rng: &mut ChaCha8Rng) -> Vec<Range<usize>> {
+        let p = self.cfg.weight_drop;
+        if p == 0.0 {
+            return Vec::new();
+        }
+        let ranges: Vec<Range<usize>> = (model.rnn.params().specs().iter())
+            .filter(|s| s.name.starts_with("weight_hh_l"))
+            .map(|s| s.range())
+            .collect();
+        let keep = (1.0 / (1.0 - p)) as f32;
+        self.dropped_saved.clear();
+        self.dropped_mask.clear();
+        let w = model.rnn.params_mut().as_mut_slice();
+        for r in &ranges {
+            for v in &mut w[r.clone()] {
+                let m = if rng.random::<f64>() < p { 0.0 } else { keep };
+                self.dropped_saved.push(*v);
+                self.dropped_mask.push(m);
+                *v *= m;
+            }
+        }
+        ranges
+    }
+
+    /// Undoes [`CharLmTrainer::drop_recurrent_weights`]: the full weights go back (bit for
+    /// bit) and `grads` (the RNN's gradient, same layout), if given, is multiplied by the
+    /// mask, the chain rule through `W ⊙ m`.
+    fn restore_recurrent_weights(
+        &self,
+        model: &mut CharLm,
+        ranges: &[Range<usize>],
+        mut grads: Option<&mut recur_nn::ParamBuffer<f32>>,
+    ) {
+        if ranges.is_empty() {
+            return;
+        }
+        let w = model.rnn.params_mut().as_mut_slice();
+        let mut k = 0;
+        for r in ranges {
+            let n = r.len();
+            w[r.clone()].copy_from_slice(&self.dropped_saved[k..k + n]);
+            if let Some(g) = grads.as_deref_mut() {
+                let g = &mut g.as_mut_slice()[r.clone()];
+                g.iter_mut()
+                    .zip(&self.dropped_mask[k..k + n])
+                    .for_each(|(g, m)| *g *= m);
+            }
+            k += n;
+        }
     }
 }
 
