@@ -20,7 +20,9 @@ pub struct DropoutMasks<T> {
     pub recurrent: Vec<Vec<T>>,
 }
 
-fn bernoulli<T: Float>(n: usize, p: f64, rng: &mut impl Rng) -> Vec<T> {
+/// An inverted-dropout mask of `n` values, each `0` with probability `p` and `1/(1−p)`
+/// otherwise, drawn one `f64` per element from `rng` (empty, with no draws, when `p` is 0).
+pub fn inverted_dropout_mask<T: Float>(n: usize, p: f64, rng: &mut impl Rng) -> Vec<T> {
     if p == 0.0 {
         return Vec::new();
     }
@@ -46,14 +48,18 @@ impl<T: Float> DropoutMasks<T> {
         let d = cfg.directions();
         let w = d * cfg.h_out();
         let between = (0..cfg.num_layers - 1)
-            .map(|_| bernoulli(batch * time * w, cfg.dropout, rng))
+            .map(|_| inverted_dropout_mask(batch * time * w, cfg.dropout, rng))
             .collect();
         let mut input = Vec::new();
         let mut recurrent = Vec::new();
         for l in 0..cfg.num_layers {
             for _ in 0..d {
-                input.push(bernoulli(batch * cfg.layer_input(l), cfg.input_dropout, rng));
-                recurrent.push(bernoulli(batch * cfg.h_out(), cfg.recurrent_dropout, rng));
+                input.push(inverted_dropout_mask(
+                    batch * cfg.layer_input(l),
+                    cfg.input_dropout,
+                    rng,
+                ));
+                recurrent.push(inverted_dropout_mask(batch * cfg.h_out(), cfg.recurrent_dropout, rng));
             }
         }
         DropoutMasks {

@@ -29,7 +29,7 @@ mod params;
 mod rnn;
 
 pub use config::{CellKind, RnnConfig};
-pub use dropout::DropoutMasks;
+pub use dropout::{inverted_dropout_mask, DropoutMasks};
 pub use error::{NnError, Result};
 pub use packed::Packing;
 pub use params::{direction_suffix, ParamBuffer, ParamSpec};

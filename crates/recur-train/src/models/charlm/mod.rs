@@ -24,7 +24,6 @@
 
 use std::path::Path;
 
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use recur_nn::{BackwardOptions, CellKind, ParamBuffer, Rnn, RnnConfig, SeqBatch, State};
 use serde::{Deserialize, Serialize};
@@ -361,14 +360,7 @@ impl CharLm {
     /// Inverted-dropout mask on the top layer's output, `[n]` values of `0` or `1/(1−p)`
     /// (empty when `dropout` is 0).
     fn output_mask(&self, n: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
-        let p = self.cfg.dropout;
-        if p == 0.0 {
-            return Vec::new();
-        }
-        let keep = (1.0 / (1.0 - p)) as f32;
-        (0..n)
-            .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
-            .collect()
+        recur_nn::inverted_dropout_mask(n, self.cfg.dropout, rng)
     }
 
     /// Forward pass of a chunk: logits `[batch·time, V]` and the final state. With `dropout`

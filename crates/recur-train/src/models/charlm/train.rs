@@ -305,17 +305,10 @@ impl CharLmTrainer {
                 sh.fill(ids, len, pos, time);
             }
             let dropped = self.drop_recurrent_weights(model, rng);
-            let out = Shard::forward_backward(model, &mut shards, b, time, rng);
-            let mut out = match out {
-                Ok(mut out) => {
-                    self.restore_recurrent_weights(model, &dropped, Some(&mut out.grads[1]));
-                    out
-                }
-                Err(e) => {
-                    self.restore_recurrent_weights(model, &dropped, None);
-                    return Err(e);
-                }
-            };
+            let mut out = Shard::forward_backward(model, &mut shards, b, time, rng);
+            let grads = out.as_mut().ok().map(|o| &mut o.grads[1]);
+            self.restore_recurrent_weights(model, &dropped, grads);
+            let mut out = out?;
             let norm = {
                 let mut gs: Vec<&mut [f32]> = out.grads.iter_mut().map(|g| g.as_mut_slice()).collect();
                 if self.cfg.clip > 0.0 {
@@ -373,9 +366,7 @@ impl CharLmTrainer {
             seconds: started.elapsed().as_secs_f64(),
         })
     }
-}
 
-impl CharLmTrainer {
     /// Weight drop (see [`CharLmTrainConfig::weight_drop`]): masks every `weight_hh_l*` of
     /// `model` in place with a fresh mask drawn from `rng` (element by element, tensors in
     /// registration order), keeping the full weights and the mask. Returns the masked ranges
@@ -385,21 +376,23 @@ impl CharLmTrainer {
         if p == 0.0 {
             return Vec::new();
         }
-        let ranges: Vec<Range<usize>> = (model.rnn.params().specs().iter())
+        let ranges: Vec<Range<usize>> = model
+            .rnn
+            .params()
+            .specs()
+            .iter()
             .filter(|s| s.name.starts_with("weight_hh_l"))
             .map(|s| s.range())
             .collect();
-        let keep = (1.0 / (1.0 - p)) as f32;
         self.dropped_saved.clear();
         self.dropped_mask.clear();
         let w = model.rnn.params_mut().as_mut_slice();
         for r in &ranges {
-            for v in &mut w[r.clone()] {
-                let m = if rng.random::<f64>() < p { 0.0 } else { keep };
-                self.dropped_saved.push(*v);
-                self.dropped_mask.push(m);
-                *v *= m;
-            }
+            self.dropped_mask
+                .extend(recur_nn::inverted_dropout_mask::<f32>(r.len(), p, rng));
+            self.dropped_saved.extend_from_slice(&w[r.clone()]);
+            let mask = &self.dropped_mask[self.dropped_mask.len() - r.len()..];
+            w[r.clone()].iter_mut().zip(mask).for_each(|(v, m)| *v *= m);
         }
         ranges
     }

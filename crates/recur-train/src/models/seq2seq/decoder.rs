@@ -179,14 +179,7 @@ impl Seq2Seq {
 
     /// A dropout mask `[n, H]` for the output layer's input (empty when dropout is off).
     fn dropout_mask(&self, n: usize, rng: &mut impl Rng) -> Vec<f32> {
-        let p = self.cfg.dropout;
-        if p == 0.0 {
-            return Vec::new();
-        }
-        let keep = (1.0 / (1.0 - p)) as f32;
-        (0..n * self.cfg.dec_hidden)
-            .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
-            .collect()
+        recur_nn::inverted_dropout_mask(n * self.cfg.dec_hidden, self.cfg.dropout, rng)
     }
 
     /// The state after `rec`, `[R, S]`: `h`, then the attentional vector with input feeding.
