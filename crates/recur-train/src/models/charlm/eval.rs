@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use recur_nn::{SeqBatch, State};
 
-use super::{nll, CharLm, Chunk, UNK};
+use super::{nll_escape, CharLm, Chunk, UNK};
 use crate::clip::clip_grad_norm;
 use crate::error::{Result, TrainError};
 use crate::params::Module;
@@ -122,12 +122,24 @@ impl CharLm {
     /// characters before it, the state carried through the whole text. With `streams > 1` the
     /// predictions are split into that many contiguous pieces run in parallel (each starting
     /// from the zero state, a small handicap for its first few characters); `chunk` is the
-    /// number of steps per forward call (memory, not results, depends on it).
+    /// number of steps per forward call (memory, not results, depends on it). A character
+    /// outside the vocabulary costs `−ln P(UNK)` (with the escape) plus its spelling,
+    /// [`CharVocab::unknown_nats`](super::CharVocab::unknown_nats).
     pub fn evaluate(&self, text: &str, streams: usize, chunk: usize) -> Result<Eval> {
-        self.evaluate_ids(&self.vocab.encode(text), streams, chunk)
+        Ok(Eval::from_losses(&self.losses(text, streams, chunk)?))
     }
 
-    /// [`CharLm::evaluate`] on ids.
+    /// The per-character losses behind [`CharLm::evaluate`]: `losses[j]` is the nats of
+    /// predicting the `j + 1`-th character of `text`, its spelling included when unknown.
+    pub fn losses(&self, text: &str, streams: usize, chunk: usize) -> Result<Vec<f64>> {
+        let mut losses = self.losses_ids(&self.vocab.encode(text), streams, chunk)?;
+        add_spelling(&mut losses, &self.vocab.spelling_nats(text));
+        Ok(losses)
+    }
+
+    /// [`CharLm::evaluate`] on ids. Ids cannot tell unknown characters apart, so an [`UNK`]
+    /// costs `−ln P(UNK)` only: add their spelling with [`add_spelling`] (as
+    /// [`CharLm::evaluate`] does) to score text.
     pub fn evaluate_ids(&self, ids: &[usize], streams: usize, chunk: usize) -> Result<Eval> {
         Ok(Eval::from_losses(&self.losses_ids(ids, streams, chunk)?))
     }
@@ -191,7 +203,7 @@ impl CharLm {
                 let l = lens[s].saturating_sub(pos).min(time);
                 for t in 0..l {
                     let row = &logits[(s * time + t) * v..(s * time + t + 1) * v];
-                    losses[starts[s] + pos + t] = nll(row, ids[starts[s] + pos + t + 1]);
+                    losses[starts[s] + pos + t] = nll_escape(row, ids[starts[s] + pos + t + 1], self.vocab.novel());
                 }
             }
             state.h = out.h_n;
@@ -303,7 +315,7 @@ impl CharLm {
         self.check_ids("ids", ids)?;
         let started = Instant::now();
         let m = ids.len() - 1;
-        let v = self.vocab.len();
+        let (v, novel) = (self.vocab.len(), self.vocab.novel());
         let mut model = self.clone();
         let theta0: Vec<Vec<f32>> = if cfg.decay > 0.0 {
             self.buffers().iter().map(|(_, b)| b.as_slice().to_vec()).collect()
@@ -324,7 +336,12 @@ impl CharLm {
             };
             let (mut out, logits) = model.forward_backward_logits(&chunk, &state, None)?;
             // Scored before the update on this segment.
-            losses.extend(logits.chunks_exact(v).zip(chunk.targets).map(|(row, &t)| nll(row, t)));
+            losses.extend(
+                logits
+                    .chunks_exact(v)
+                    .zip(chunk.targets)
+                    .map(|(row, &t)| nll_escape(row, t, novel)),
+            );
             if lr > 0.0 {
                 let norm = {
                     let mut gs: Vec<&mut [f32]> = out.grads.iter_mut().map(|g| g.as_mut_slice()).collect();
@@ -410,4 +427,14 @@ pub fn mixture_losses(models: &[&CharLm], ids: &[usize], streams: usize, chunk: 
         })
         .collect();
     Ok(MixtureLosses { mixture, members })
+}
+
+/// Adds the spelling cost of unknown characters to per-character losses:
+/// `losses[j] += spelling[j + 1]`, where `losses[j]` predicts character `j + 1` and
+/// `spelling` is [`CharVocab::spelling_nats`](super::CharVocab::spelling_nats) of the same
+/// text (the first character is never predicted).
+pub fn add_spelling(losses: &mut [f64], spelling: &[f64]) {
+    for (l, s) in losses.iter_mut().zip(spelling.iter().skip(1)) {
+        *l += s;
+    }
 }

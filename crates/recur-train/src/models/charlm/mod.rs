@@ -9,7 +9,9 @@
 //!   cell) state is carried from chunk to chunk but the gradient is not (it is detached).
 //!   Cross-entropy, clip-by-global-norm, Adam/AdamW with a warmup/decay schedule.
 //! * Evaluation ([`CharLm::evaluate`]) reports bits per character on held-out text, carrying
-//!   the state through the whole text (optionally split into a few parallel streams).
+//!   the state through the whole text (optionally split into a few parallel streams). A
+//!   character the vocabulary lacks is scored as the escape to [`UNK`] plus its spelling
+//!   (see [`CharVocab::novel`]), so an unseen character costs about 20 bits, not 37.
 //! * Generation ([`CharLm::generate`], [`Generator`]) starts from a [`Seed`]: an initial state
 //!   vector (the "seed vector") and/or priming text. The next-character distribution in any
 //!   state is `softmax(head(h_top) / temperature)`, so a seed vector alone already determines
@@ -40,7 +42,9 @@ mod generate;
 mod train;
 mod vocab;
 
-pub use eval::{mixture_losses, DynamicEval, DynamicEvalConfig, DynamicRule, Eval, GradientMs, MixtureLosses};
+pub use eval::{
+    add_spelling, mixture_losses, DynamicEval, DynamicEvalConfig, DynamicRule, Eval, GradientMs, MixtureLosses,
+};
 pub use generate::{argmax, sample, Generator, Seed};
 pub use train::{CharLmTrainConfig, CharLmTrainer, EpochStats, StepInfo};
 pub use vocab::{CharVocab, UNK, UNK_CHAR};
@@ -294,6 +298,13 @@ impl CharLm {
         &self.vocab
     }
 
+    /// Sets the vocabulary's escape probability ([`CharVocab::novel`], in `[0, 1)`), e.g. on a
+    /// checkpoint saved before the escape existed, from the text it was trained on.
+    pub fn set_novel(&mut self, novel: f64) -> Result<()> {
+        self.vocab = self.vocab.clone().with_novel(novel)?;
+        Ok(())
+    }
+
     /// The recurrent stack.
     pub fn rnn(&self) -> &Rnn<f32> {
         &self.rnn
@@ -486,6 +497,21 @@ fn nll(row: &[f32], target: usize) -> f64 {
     let max = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
     let z: f64 = row.iter().map(|&x| (x as f64 - max).exp()).sum();
     z.ln() + max - row[target] as f64
+}
+
+/// `−ln P(target)` under the predictive distribution that scoring uses: the softmax of `row`
+/// scaled by `1 − novel`, plus the escape `novel` on [`UNK`] ([`CharVocab::novel`]). With
+/// `novel` 0 it is [`nll`]. For a known target it differs from [`nll`] by a constant, so
+/// training on [`nll`] trains this too.
+fn nll_escape(row: &[f32], target: usize, novel: f64) -> f64 {
+    let l = nll(row, target);
+    if novel == 0.0 {
+        l
+    } else if target == UNK {
+        -((1.0 - novel) * (-l).exp() + novel).ln()
+    } else {
+        l - (-novel).ln_1p()
+    }
 }
 
 impl Module for CharLm {
