@@ -138,6 +138,60 @@ impl ParamAverage {
         Ok(())
     }
 
+    /// The running sums and count as named tensors, exactly: tensor `{prefix}.{i}` holds the
+    /// f64 sums of buffer `i` as four 16-bit pieces per value (each an integer-valued f32, so
+    /// every piece is finite and the sums come back bit for bit), and `{prefix}.count` the
+    /// count the same way. For resumable checkpoints.
+    pub fn to_tensors(&self, prefix: &str) -> NamedTensors {
+        let pieces = |xs: &mut dyn Iterator<Item = u64>| -> Vec<f32> {
+            xs.flat_map(|b| (0..4).map(move |k| ((b >> (16 * k)) & 0xFFFF) as f32))
+                .collect()
+        };
+        let mut t = NamedTensors::new();
+        for (i, sum) in self.sums.iter().enumerate() {
+            let v = pieces(&mut sum.iter().map(|x| x.to_bits()));
+            t.insert(format!("{prefix}.{i}"), (vec![v.len()], v));
+        }
+        let c = pieces(&mut std::iter::once(self.count));
+        t.insert(format!("{prefix}.count"), (vec![4], c));
+        t
+    }
+
+    /// The average saved by [`ParamAverage::to_tensors`] with `prefix`, checked against
+    /// `model`'s layout.
+    pub fn from_tensors(t: &NamedTensors, prefix: &str, model: &impl Module) -> Result<Self> {
+        let words = |name: String, n: usize| -> Result<Vec<u64>> {
+            let (_, v) = t
+                .get(&name)
+                .ok_or_else(|| TrainError::Invalid(format!("parameter average: no tensor `{name}`")))?;
+            if v.len() != 4 * n || v.iter().any(|&x| !(0.0..65_536.0).contains(&x) || x.fract() != 0.0) {
+                return Err(TrainError::Invalid(format!(
+                    "parameter average: tensor `{name}` is not {n} values of four 16-bit pieces"
+                )));
+            }
+            Ok(v.chunks_exact(4)
+                .map(|p| {
+                    p.iter()
+                        .enumerate()
+                        .fold(0u64, |b, (k, &x)| b | ((x as u64) << (16 * k)))
+                })
+                .collect())
+        };
+        let sums = model
+            .buffers()
+            .iter()
+            .enumerate()
+            .map(|(i, (_, b))| {
+                Ok(words(format!("{prefix}.{i}"), b.as_slice().len())?
+                    .into_iter()
+                    .map(f64::from_bits)
+                    .collect())
+            })
+            .collect::<Result<Vec<Vec<f64>>>>()?;
+        let count = words(format!("{prefix}.count"), 1)?[0];
+        Ok(ParamAverage { sums, count })
+    }
+
     /// Errors unless `model`'s buffers have the lengths of the average's.
     fn check(&self, model: &impl Module) -> Result<()> {
         let lens: Vec<usize> = model.buffers().iter().map(|(_, b)| b.as_slice().len()).collect();

@@ -23,6 +23,8 @@ pub struct Args {
     pub save: Option<String>,
     pub load: Option<String>,
     pub init: Option<String>,
+    pub resume: Option<String>,
+    pub stop_after: Option<f64>,
     pub ensemble: Vec<String>,
     pub dynamic_lrs: Vec<f64>,
     pub dynamic: DynamicEvalConfig,
@@ -31,6 +33,17 @@ pub struct Args {
     pub started: Instant,
     pub dynamic_ms_chars: usize,
 }
+
+/// The flags that define the model (fixed by an `--init` or `--resume` checkpoint).
+const MODEL_FLAGS: [&str; 7] = [
+    "--cell",
+    "--embed",
+    "--hidden",
+    "--layers",
+    "--dropout",
+    "--input-dropout",
+    "--recurrent-dropout",
+];
 
 pub fn parse() -> Result<Args, Box<dyn Error>> {
     let mut a = Args {
@@ -58,6 +71,8 @@ pub fn parse() -> Result<Args, Box<dyn Error>> {
         save: None,
         load: None,
         init: None,
+        resume: None,
+        stop_after: None,
         ensemble: Vec::new(),
         dynamic_lrs: Vec::new(),
         dynamic: DynamicEvalConfig::default(),
@@ -67,8 +82,10 @@ pub fn parse() -> Result<Args, Box<dyn Error>> {
         dynamic_ms_chars: 100_000,
     };
     let mut it = std::env::args().skip(1);
-    // Model flags given on the command line (refused with `--init`, whose checkpoint fixes them).
+    // Model flags given on the command line (refused with `--init`, whose checkpoint fixes them),
+    // and every flag given (those defining the run are refused with `--resume`).
     let mut model_flags = Vec::new();
+    let mut given = Vec::new();
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
             let doc = include_str!("main.rs").lines().take_while(|l| l.starts_with("//!"));
@@ -83,15 +100,7 @@ pub fn parse() -> Result<Args, Box<dyn Error>> {
                 val.parse().map_err(|e| bad(&e))?
             };
         }
-        const MODEL_FLAGS: [&str; 7] = [
-            "--cell",
-            "--embed",
-            "--hidden",
-            "--layers",
-            "--dropout",
-            "--input-dropout",
-            "--recurrent-dropout",
-        ];
+        given.push(flag.clone());
         if MODEL_FLAGS.contains(&flag.as_str()) {
             model_flags.push(flag.clone());
         }
@@ -131,6 +140,8 @@ pub fn parse() -> Result<Args, Box<dyn Error>> {
             "--save" => a.save = Some(val.clone()),
             "--load" => a.load = Some(val.clone()),
             "--init" => a.init = Some(val.clone()),
+            "--resume" => a.resume = Some(val.clone()),
+            "--stop-after" => a.stop_after = Some(num!()),
             "--average-from" => a.train.average_from = Some(num!()),
             "--weight-drop" => a.train.weight_drop = num!(),
             "--ensemble" => a.ensemble.push(val.clone()),
@@ -157,8 +168,50 @@ pub fn parse() -> Result<Args, Box<dyn Error>> {
             _ => return Err(format!("unknown option {flag} (see --help)").into()),
         }
     }
-    if a.text.is_empty() {
+    if let Some(dir) = &a.resume {
+        // The checkpoint fixes everything that shapes the run; the rest (output, evaluation
+        // and where to save) may be given.
+        const RUN_FLAGS: [&str; 17] = [
+            "--epochs",
+            "--bptt",
+            "--batch",
+            "--lr",
+            "--warmup",
+            "--min-lr-factor",
+            "--clip",
+            "--threads",
+            "--seed",
+            "--holdout",
+            "--max-chars",
+            "--steps",
+            "--time-budget",
+            "--average-from",
+            "--weight-drop",
+            "--init",
+            "--load",
+        ];
+        let fixed: Vec<&str> = given
+            .iter()
+            .map(String::as_str)
+            .filter(|f| RUN_FLAGS.contains(f) || MODEL_FLAGS.contains(f))
+            .collect();
+        if !fixed.is_empty() {
+            return Err(format!(
+                "{} cannot be combined with --resume {dir}: the checkpoint fixes the model and the training run",
+                fixed.join(", ")
+            )
+            .into());
+        }
+    } else if a.text.is_empty() {
         return Err("--text PATH is required".into());
+    }
+    if let Some(s) = a.stop_after {
+        if !(s.is_finite() && s > 0.0) {
+            return Err(format!("--stop-after must be a positive number of seconds, got {s}").into());
+        }
+        if a.load.is_some() {
+            return Err("--stop-after limits training; --load DIR does not train".into());
+        }
     }
     if !a.ensemble.is_empty() && a.load.is_none() {
         return Err("--ensemble DIR needs --load DIR (the first member)".into());

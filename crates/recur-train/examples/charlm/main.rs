@@ -95,17 +95,18 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use recur_train::models::charlm::{
-    add_spelling, mixture_losses, CharLm, CharLmTrainer, CharVocab, DynamicEvalConfig, DynamicRule, EpochStats, Eval,
-    Seed,
+    add_spelling, mixture_losses, CharLm, CharVocab, DynamicEvalConfig, DynamicRule, Eval, Seed,
 };
 use recur_train::Module;
 use serde_json::json;
 
 mod args;
 mod heldout;
+mod train;
 
-use args::{parse, Args};
+use args::parse;
 use heldout::{adopt_escape, baselines, Heldout};
+use train::{settings, train, Start};
 
 fn main() {
     if let Err(e) = run() {
@@ -114,41 +115,16 @@ fn main() {
     }
 }
 
-/// The settings that define a training run (stored in checkpoints and the result line).
-fn settings(args: &Args) -> serde_json::Value {
-    json!({
-        "text": args.text,
-        "model": args.model,
-        "init": args.init,
-        "train": args.train,
-        "seed": args.seed,
-        "eval_streams": args.eval_streams,
-        "holdout": args.holdout,
-        "max_chars": args.max_chars,
-        "steps": args.steps,
-        "time_budget": args.time_budget,
-        "temperature": args.temperature,
-        "prime": args.prime,
-    })
-}
-
-fn save(dir: &str, args: &Args, model: &CharLm, metrics: serde_json::Value) -> Result<(), Box<dyn Error>> {
-    let mut ckpt = model.to_checkpoint(settings(args), metrics)?;
-    // How the text was prepared before encoding (see `run`).
-    ckpt.preprocessing["text"] = json!({"strip_bom": true, "crlf_to_lf": true, "holdout": args.holdout});
-    recur_train::checkpoint::save(Path::new(dir), &ckpt)?;
-    Ok(())
-}
-
 fn run() -> Result<(), Box<dyn Error>> {
     let mut args = parse()?;
     // `--init`: training continues from a checkpoint (loaded once, here); its architecture is
     // the run's.
-    let mut init = match &args.init {
-        Some(dir) => Some(CharLm::load(Path::new(dir)).map_err(|e| format!("--init {dir}: {e}"))?),
-        None => None,
+    let mut start = match (args.init.clone(), args.resume.clone()) {
+        (Some(dir), _) => Start::Init(CharLm::load(Path::new(&dir)).map_err(|e| format!("--init {dir}: {e}"))?),
+        (None, Some(dir)) => resume_settings(&mut args, &dir)?,
+        (None, None) => Start::Fresh,
     };
-    if let Some(m) = &init {
+    if let Start::Init(m) | Start::Resume { model: m, .. } = &start {
         args.model = m.config().clone();
     }
     let started = args.started;
@@ -161,8 +137,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     let train_text: String = chars[..cut].iter().collect();
     let test_text: String = chars[cut..].iter().collect();
     let split_vocab = CharVocab::from_text(&train_text, 1);
-    if let (Some(m), Some(dir)) = (&mut init, &args.init) {
-        adopt_escape(m, &split_vocab, &format!("--init {dir}"))?;
+    if let Start::Init(m) | Start::Resume { model: m, .. } = &mut start {
+        adopt_escape(m, &split_vocab, "the --init/--resume checkpoint")?;
     }
     let loaded = match &args.load {
         Some(dir) => {
@@ -207,8 +183,8 @@ fn run() -> Result<(), Box<dyn Error>> {
     let (model, stats) = match loaded {
         Some(m) => (m, None),
         None => {
-            let t = train(&args, init, vocab, &train_ids, &heldout)?;
-            updates = Some((t.updates, t.epochs));
+            let t = train(&args, start, vocab, &train_ids, &heldout)?;
+            updates = Some((t.updates, t.epochs, t.finished));
             (t.model, Some(t.stats))
         }
     };
@@ -351,6 +327,8 @@ fn run() -> Result<(), Box<dyn Error>> {
         "ensemble": ensemble,
         "updates": updates.map(|u| u.0),
         "epochs": updates.map(|u| u.1),
+        "finished": updates.map(|u| u.2),
+        "resumed_from": args.resume,
         "loaded_from": args.load,
         "wall_seconds": wall,
         "generate_chars_per_second": args.sample_chars as f64 / gen_secs.max(1e-9),
@@ -361,179 +339,45 @@ fn run() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// What [`train`] returns: the model, its last epoch's statistics, and
-/// the updates and epochs done.
-struct Trained {
-    model: CharLm,
-    stats: EpochStats,
-    updates: u64,
-    epochs: usize,
-}
-
-/// Trains a model (`init`, the `--init` checkpoint, or a fresh one) on `train_ids` per `args`,
-/// evaluating on `test_ids` after every epoch (and
-/// saving to `--save` after every epoch, so an interrupted run keeps its latest model).
-fn train(
-    args: &Args,
-    init: Option<CharLm>,
-    vocab: CharVocab,
-    train_ids: &[usize],
-    heldout: &Heldout,
-) -> Result<Trained, Box<dyn Error>> {
-    let used = &train_ids[..args.max_chars.unwrap_or(usize::MAX).min(train_ids.len())];
-    let mut init_rng = ChaCha8Rng::seed_from_u64(args.seed);
-    let mut drop_rng = ChaCha8Rng::seed_from_u64(args.seed.wrapping_add(1));
-    let mut model = match (init, &args.init) {
-        (Some(m), Some(dir)) => {
-            if *m.vocab() != vocab {
-                return Err(format!(
-                    "--init {dir}: the checkpoint's vocabulary differs from this text's training split"
-                )
-                .into());
-            }
-            eprintln!("training continues from {dir} (fresh optimizer and schedule)");
-            m
-        }
-        _ => CharLm::new(args.model.clone(), vocab, &mut init_rng)?,
+/// `--resume DIR`: the run's settings from the checkpoint (the model, the training settings,
+/// seed, split and length; `--text` defaults to the saved path) and its model and state.
+fn resume_settings(args: &mut args::Args, dir: &str) -> Result<Start, Box<dyn Error>> {
+    let ctx = |e: &dyn std::fmt::Display| format!("--resume {dir}: {e}");
+    let ckpt = recur_train::checkpoint::load(Path::new(dir)).map_err(|e| ctx(&e))?;
+    let tensors = match (&ckpt.optimizer, ckpt.state.get("trainer")) {
+        (Some(t), Some(_)) => t.clone(),
+        _ => return Err(ctx(&"the checkpoint has no trainer state (saved before resumable checkpoints, or not by a training run); continue it with --init instead").into()),
     };
-    let mut trainer = CharLmTrainer::new(args.train.clone(), used.len())?;
-    let per_epoch = args.train.steps_per_epoch(used.len());
-    let (e, h, l, v) = (
-        args.model.embed_dim as f64,
-        args.model.hidden_size as f64,
-        args.model.num_layers as f64,
-        model.vocab().len() as f64,
-    );
-    let g = args.model.cell.gates() as f64;
-    // Multiply-adds per character: input and recurrent projections, head; backward ≈ 2×.
-    let fwd = g * h * (e + h) + (l - 1.0) * g * h * 2.0 * h + h * v;
-    eprintln!(
-        "model: {} params; ≈{:.1} MFLOP per training character (fwd+bwd); {} updates per epoch of {}×{} characters",
-        model.num_params(),
-        6.0 * fwd / 1e6,
-        per_epoch,
-        args.train.batch,
-        args.train.bptt
-    );
-    if let Some(n) = args.steps {
-        trainer.set_total_steps(n);
-    }
-    // Time budget: the run's length (and so the schedule) is refitted every 50 updates to the
-    // recent speed, so that training, the per-epoch evaluations and the final evaluation end
-    // within the budget, counted from the program's start.
-    let test_chars = heldout.ids.len() as f64;
-    let chunk_chars = (args.train.batch * args.train.bptt) as f64;
-    let mut eval_secs = 0.0f64;
-    let mut recent: std::collections::VecDeque<(u64, Instant)> = std::collections::VecDeque::new();
-    let mut last = None;
-    let mut epoch = 0;
-    let averaging = args.train.average_from.is_some();
-    while !trainer.finished() {
-        epoch += 1;
-        let t0 = Instant::now();
-        let log_every = args.log_every;
-        let (budget, start, evals_so_far) = (args.time_budget, args.started, eval_secs);
-        let recent = &mut recent;
-        let stats = trainer.train_epoch_with(&mut model, used, &mut drop_rng, |s| {
-            if log_every > 0 && (s.epoch_step + 1) % log_every == 0 {
-                eprintln!(
-                    "  epoch {epoch} step {}/{}: loss {:.4} ({:.3} bpc), |g| {:.3}, lr {:.2e}, {:.0} s",
-                    s.epoch_step + 1,
-                    s.steps_per_epoch,
-                    s.loss,
-                    s.loss / std::f64::consts::LN_2,
-                    s.grad_norm,
-                    s.lr,
-                    t0.elapsed().as_secs_f64()
-                );
-            }
-            let budget = budget?;
-            let done = s.step + 1;
-            recent.push_back((done, Instant::now()));
-            if recent.len() > 300 {
-                recent.pop_front();
-            }
-            if done < 50 || done % 50 != 0 {
-                return None;
-            }
-            let (n0, t0) = recent[0];
-            let per_step = if done > n0 {
-                t0.elapsed().as_secs_f64() / (done - n0) as f64
-            } else {
-                start.elapsed().as_secs_f64() / done as f64
-            };
-            // Forward-only evaluation of the held-out text ≈ half the cost per character of
-            // a training update (batch 8 is less efficient than the training batch).
-            // With iterate averaging, the average is evaluated too.
-            let evals = if averaging { 2.0 } else { 1.0 };
-            let eval_t = evals * 0.5 * per_step * test_chars / chunk_chars;
-            let left = budget - start.elapsed().as_secs_f64() - 2.0 * eval_t - 15.0;
-            let mut extra = (left / per_step).max(0.0);
-            for _ in 0..3 {
-                let epochs_left = ((done as f64 + extra) / per_epoch as f64).ceil() - (done / per_epoch as u64) as f64;
-                extra = ((left - epochs_left * eval_t) / per_step).max(0.0);
-            }
-            let total = done + extra as u64;
-            if done % 500 == 0 || extra < 1.0 {
-                eprintln!(
-                    "  time budget: {:.2} s per update, {:.0} s evaluating so far, {} s left → {total} updates in all",
-                    per_step,
-                    evals_so_far,
-                    left.round()
-                );
-            }
-            Some(total)
-        })?;
-        let t1 = Instant::now();
-        let ev = heldout.eval(&model, args.eval_streams)?;
-        eval_secs += t1.elapsed().as_secs_f64();
+    let s = &ckpt.training;
+    let field = |k: &str| {
+        s.get(k)
+            .cloned()
+            .ok_or_else(|| ctx(&format!("training.{k} is missing")))
+    };
+    let parse = |k: &str| -> Result<serde_json::Value, Box<dyn Error>> { Ok(field(k)?) };
+    args.train = serde_json::from_value(parse("train")?).map_err(|e| ctx(&format!("training.train: {e}")))?;
+    args.seed = serde_json::from_value(parse("seed")?).map_err(|e| ctx(&format!("training.seed: {e}")))?;
+    args.holdout = serde_json::from_value(parse("holdout")?).map_err(|e| ctx(&format!("training.holdout: {e}")))?;
+    args.max_chars =
+        serde_json::from_value(parse("max_chars")?).map_err(|e| ctx(&format!("training.max_chars: {e}")))?;
+    args.steps = serde_json::from_value(parse("steps")?).map_err(|e| ctx(&format!("training.steps: {e}")))?;
+    args.time_budget =
+        serde_json::from_value(parse("time_budget")?).map_err(|e| ctx(&format!("training.time_budget: {e}")))?;
+    args.init = serde_json::from_value(parse("init")?).map_err(|e| ctx(&format!("training.init: {e}")))?;
+    let saved_text: String = serde_json::from_value(parse("text")?).map_err(|e| ctx(&format!("training.text: {e}")))?;
+    if args.text.is_empty() {
+        args.text = saved_text;
+    } else if args.text != saved_text {
         eprintln!(
-            "epoch {epoch}: train loss {:.4} ({:.3} bpc, {} updates), held-out {:.3} bpc, {:.0} chars/s training ({:.0} s), eval {:.0} s; {}/{} updates",
-            stats.loss,
-            stats.loss / std::f64::consts::LN_2,
-            stats.steps,
-            ev.bpc,
-            stats.chars as f64 / stats.seconds,
-            stats.seconds,
-            t1.elapsed().as_secs_f64(),
-            trainer.steps(),
-            trainer.total_steps()
+            "note: --text {} differs from the saved path {saved_text}; its training split must match",
+            args.text
         );
-        // With `--average-from`, the run's model is the iterate average once it exists (the
-        // last iterate's figure is logged beside it).
-        let avg = match trainer.averaged(&model)? {
-            Some(m) => {
-                let t2 = Instant::now();
-                let ev_avg = heldout.eval(&m, args.eval_streams)?;
-                eval_secs += t2.elapsed().as_secs_f64();
-                eprintln!(
-                    "epoch {epoch}: iterate average of the last {} updates: held-out {:.3} bpc (last iterate {:.3}), eval {:.0} s",
-                    trainer.averaged_updates(),
-                    ev_avg.bpc,
-                    ev.bpc,
-                    t2.elapsed().as_secs_f64()
-                );
-                Some((m, ev_avg))
-            }
-            None => None,
-        };
-        let (best_model, best_ev) = match &avg {
-            Some((m, e)) => (m, *e),
-            None => (&model, ev),
-        };
-        if let Some(dir) = &args.save {
-            let metrics = json!({"epoch": epoch, "updates": trainer.steps(), "heldout_bpc": best_ev.bpc, "heldout_chars": best_ev.chars, "train_loss": stats.loss, "averaged_updates": trainer.averaged_updates(), "last_iterate_heldout_bpc": ev.bpc});
-            save(dir, args, best_model, metrics)?;
-            eprintln!("saved to {dir}");
-        }
-        last = Some((stats, avg.map(|(m, _)| m)));
     }
-    eprintln!("trained {} updates in {epoch} epochs", trainer.steps());
-    let (stats, avg) = last.ok_or("no epochs were run")?;
-    Ok(Trained {
-        model: avg.unwrap_or(model),
-        stats,
-        updates: trainer.steps(),
-        epochs: epoch,
+    let model = CharLm::from_checkpoint(&ckpt).map_err(|e| ctx(&e))?;
+    Ok(Start::Resume {
+        dir: dir.to_string(),
+        model,
+        state: ckpt.state.clone(),
+        tensors,
     })
 }

@@ -39,6 +39,7 @@ use crate::params::Module;
 
 mod eval;
 mod generate;
+mod resume;
 mod train;
 mod vocab;
 

@@ -177,11 +177,11 @@ pub struct EpochStats {
 /// Truncated-BPTT training of a [`CharLm`]: optimizer state, schedule and step count.
 #[derive(Clone, Debug)]
 pub struct CharLmTrainer {
-    cfg: CharLmTrainConfig,
-    optim: Optimizer,
-    step: u64,
-    total_steps: u64,
-    average: Option<ParamAverage>,
+    pub(super) cfg: CharLmTrainConfig,
+    pub(super) optim: Optimizer,
+    pub(super) step: u64,
+    pub(super) total_steps: u64,
+    pub(super) average: Option<ParamAverage>,
     /// Weight drop's buffers, reused across updates: the full recurrent weights and their
     /// masks (`0` or `1/(1 − p)`), concatenated over the `weight_hh_l*` tensors in order.
     dropped_saved: Vec<f32>,
