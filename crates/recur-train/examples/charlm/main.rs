@@ -48,6 +48,20 @@
 //! it), the optimizer and the schedule start afresh (a warm restart), and the vocabulary must
 //! be this text's.
 //!
+//! Resuming: every checkpoint `--save` writes is resumable (the trainer's state goes in its
+//! `state` and `optimizer.safetensors`: optimizer moments, update count and run length, the
+//! iterate average and the dropout generator's position). `--resume DIR` continues that run
+//! bit for bit where it stopped (after its last completed epoch): the model, every training
+//! setting, the seed, the split and the run length come from the checkpoint (flags that would
+//! change them are refused; `--text` defaults to the saved path, `--save` is still needed to
+//! keep saving), so stopping and resuming any number of times gives the weights of one
+//! uninterrupted run with the same thread count. A run fitted with `--time-budget` resumes
+//! with the length it had reached (no more refits). `--stop-after SECONDS` ends training
+//! between epochs when another epoch and the final evaluation would run past that many
+//! seconds from the start, for runs longer than one sitting: `--steps N --stop-after S --save
+//! DIR`, then `--resume DIR --stop-after S --save DIR` until the result line says
+//! `"finished": true`.
+//!
 //! Iterate averaging: `--average-from F` (a fraction in [0, 1)) keeps the running mean of the
 //! weights after every update from `F` of the run's updates on; once it exists, every epoch
 //! also evaluates it, and it is the run's model: saved by `--save`, evaluated and sampled at the
