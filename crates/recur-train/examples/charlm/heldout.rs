@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::error::Error;
 
-use recur_train::models::charlm::{add_spelling, CharLm, CharVocab, Eval};
+use recur_train::models::charlm::{add_spelling, CharLm, CharVocab};
 
 /// Add-one (Laplace) unigram and bigram models over the vocabulary (unknown bucket included),
 /// fitted on `train` and scored in bits per character on every character of `test` (the
@@ -49,10 +49,6 @@ impl Heldout {
         let mut l = m.losses_ids(&self.ids, streams, 256)?;
         add_spelling(&mut l, &self.spelling);
         Ok(l)
-    }
-
-    pub fn eval(&self, m: &CharLm, streams: usize) -> Result<Eval, Box<dyn Error>> {
-        Ok(Eval::from_losses(&self.losses(m, streams)?))
     }
 }
 

@@ -194,24 +194,27 @@ fn run() -> Result<(), Box<dyn Error>> {
     );
     let mut sample_rng = ChaCha8Rng::seed_from_u64(args.seed.wrapping_add(2));
     let mut updates = None;
-    let (model, stats) = match loaded {
-        Some(m) => (m, None),
+    // A trained model's losses come from its last evaluation in `train`.
+    let (model, stats, losses) = match loaded {
+        Some(m) => {
+            let t = Instant::now();
+            let losses = heldout.losses(&m, args.eval_streams)?;
+            eprintln!("evaluated in {:.0} s", t.elapsed().as_secs_f64());
+            (m, None, losses)
+        }
         None => {
             let t = train(&args, start, vocab, &train_ids, &heldout)?;
             updates = Some((t.updates, t.epochs, t.finished));
-            (t.model, Some(t.stats))
+            (t.model, Some(t.stats), t.losses)
         }
     };
-    let t = Instant::now();
-    let losses = heldout.losses(&model, args.eval_streams)?;
     let ev = Eval::from_losses(&losses);
     let unknown = heldout.spelling.iter().skip(1).filter(|&&s| s > 0.0).count();
     eprintln!(
-        "held-out (static evaluation): {:.3} bpc, {} chars ({unknown} outside the vocabulary, escape {:.3e}), {:.0} s",
+        "held-out (static evaluation): {:.3} bpc, {} chars ({unknown} outside the vocabulary, escape {:.3e})",
         ev.bpc,
         ev.chars,
-        model.vocab().novel(),
-        t.elapsed().as_secs_f64()
+        model.vocab().novel()
     );
     let split = args
         .segment_at
@@ -362,23 +365,20 @@ fn resume_settings(args: &mut args::Args, dir: &str) -> Result<Start, Box<dyn Er
         (Some(t), Some(_)) => t.clone(),
         _ => return Err(ctx(&"the checkpoint has no trainer state (saved before resumable checkpoints, or not by a training run); continue it with --init instead").into()),
     };
+    // One saved setting, read as its type.
+    fn get<T: serde::de::DeserializeOwned>(s: &serde_json::Value, k: &str) -> Result<T, String> {
+        let v = s.get(k).cloned().ok_or_else(|| format!("training.{k} is missing"))?;
+        serde_json::from_value(v).map_err(|e| format!("training.{k}: {e}"))
+    }
     let s = &ckpt.training;
-    let field = |k: &str| {
-        s.get(k)
-            .cloned()
-            .ok_or_else(|| ctx(&format!("training.{k} is missing")))
-    };
-    let parse = |k: &str| -> Result<serde_json::Value, Box<dyn Error>> { Ok(field(k)?) };
-    args.train = serde_json::from_value(parse("train")?).map_err(|e| ctx(&format!("training.train: {e}")))?;
-    args.seed = serde_json::from_value(parse("seed")?).map_err(|e| ctx(&format!("training.seed: {e}")))?;
-    args.holdout = serde_json::from_value(parse("holdout")?).map_err(|e| ctx(&format!("training.holdout: {e}")))?;
-    args.max_chars =
-        serde_json::from_value(parse("max_chars")?).map_err(|e| ctx(&format!("training.max_chars: {e}")))?;
-    args.steps = serde_json::from_value(parse("steps")?).map_err(|e| ctx(&format!("training.steps: {e}")))?;
-    args.time_budget =
-        serde_json::from_value(parse("time_budget")?).map_err(|e| ctx(&format!("training.time_budget: {e}")))?;
-    args.init = serde_json::from_value(parse("init")?).map_err(|e| ctx(&format!("training.init: {e}")))?;
-    let saved_text: String = serde_json::from_value(parse("text")?).map_err(|e| ctx(&format!("training.text: {e}")))?;
+    args.train = get(s, "train").map_err(|e| ctx(&e))?;
+    args.seed = get(s, "seed").map_err(|e| ctx(&e))?;
+    args.holdout = get(s, "holdout").map_err(|e| ctx(&e))?;
+    args.max_chars = get(s, "max_chars").map_err(|e| ctx(&e))?;
+    args.steps = get(s, "steps").map_err(|e| ctx(&e))?;
+    args.time_budget = get(s, "time_budget").map_err(|e| ctx(&e))?;
+    args.init = get(s, "init").map_err(|e| ctx(&e))?;
+    let saved_text: String = get(s, "text").map_err(|e| ctx(&e))?;
     if args.text.is_empty() {
         args.text = saved_text;
     } else if args.text != saved_text {

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use recur_train::models::charlm::{CharLm, CharLmTrainer, CharVocab, EpochStats};
+use recur_train::models::charlm::{CharLm, CharLmTrainer, CharVocab, EpochStats, Eval};
 use recur_train::{Module, NamedTensors};
 use serde_json::{json, Value};
 
@@ -59,6 +59,8 @@ fn save(
 pub struct Trained {
     pub model: CharLm,
     pub stats: EpochStats,
+    /// The returned model's per-character held-out losses (from its last evaluation).
+    pub losses: Vec<f64>,
     pub updates: u64,
     pub epochs: usize,
     /// Whether the run reached its length (not stopped by `--stop-after`).
@@ -221,7 +223,8 @@ pub fn train(
             Some(total)
         })?;
         let t1 = Instant::now();
-        let ev = heldout.eval(&model, args.eval_streams)?;
+        let losses = heldout.losses(&model, args.eval_streams)?;
+        let ev = Eval::from_losses(&losses);
         eval_secs += t1.elapsed().as_secs_f64();
         eprintln!(
             "epoch {epoch}: train loss {:.4} ({:.3} bpc, {} updates), held-out {:.3} bpc, {:.0} chars/s training ({:.0} s), eval {:.0} s; {}/{} updates",
@@ -240,7 +243,8 @@ pub fn train(
         let avg = match trainer.averaged(&model)? {
             Some(m) => {
                 let t2 = Instant::now();
-                let ev_avg = heldout.eval(&m, args.eval_streams)?;
+                let losses_avg = heldout.losses(&m, args.eval_streams)?;
+                let ev_avg = Eval::from_losses(&losses_avg);
                 eval_secs += t2.elapsed().as_secs_f64();
                 eprintln!(
                     "epoch {epoch}: iterate average of the last {} updates: held-out {:.3} bpc (last iterate {:.3}), eval {:.0} s",
@@ -249,12 +253,12 @@ pub fn train(
                     ev.bpc,
                     t2.elapsed().as_secs_f64()
                 );
-                Some((m, ev_avg))
+                Some((m, ev_avg, losses_avg))
             }
             None => None,
         };
         let (best_model, best_ev) = match &avg {
-            Some((m, e)) => (m, *e),
+            Some((m, e, _)) => (m, *e),
             None => (&model, ev),
         };
         if let Some(dir) = &args.save {
@@ -266,7 +270,10 @@ pub fn train(
             eprintln!("saved to {dir}");
         }
         let epoch_secs = t0.elapsed().as_secs_f64();
-        last = Some((stats, avg.map(|(m, _)| m)));
+        last = Some(match avg {
+            Some((m, _, l)) => (stats, Some(m), l),
+            None => (stats, None, losses),
+        });
         // `--stop-after`: stop between epochs when another one (and the final evaluation)
         // would end past the limit; the saved checkpoint resumes the run.
         if let Some(limit) = args.stop_after {
@@ -290,10 +297,11 @@ pub fn train(
         trainer.steps(),
         trainer.total_steps()
     );
-    let (stats, avg) = last.ok_or("no epochs were run")?;
+    let (stats, avg, losses) = last.ok_or("no epochs were run")?;
     Ok(Trained {
         model: avg.unwrap_or(model),
         stats,
+        losses,
         updates: trainer.steps(),
         epochs: epoch,
         finished: trainer.finished(),
